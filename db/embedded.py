@@ -1,0 +1,48 @@
+"""The embedded PostgreSQL server (the ``pgserver`` package) that fairlane uses when DATABASE_URL is unset.
+
+The server runs from a data directory, is reused by later starts, and is stopped by ``stop`` (or by the
+process that started it, when asked to). Running as root works: pgserver then runs the server as its own
+system user.
+"""
+
+import logging
+import warnings
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _pgserver():  # type: ignore[no-untyped-def]
+    # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (root shells, CI): harmless here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        return pgserver
+
+
+def start(data_dir: Path, *, stop_at_exit: bool) -> str:
+    """Start (or reuse) the server in ``data_dir``; return its DSN (a Unix-socket URL)."""
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = _pgserver().get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
+    dsn: str = server.get_uri()
+    logger.info("embedded postgresql ready", extra={"data_dir": str(data_dir), "dsn": dsn})
+    return dsn
+
+
+def stop(data_dir: Path) -> bool:
+    """Stop the server running in ``data_dir``; return False when none was running."""
+    data_dir = data_dir.expanduser().resolve()
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    pgserver = _pgserver()
+    pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data_dir, user=_server_user())
+    logger.info("embedded postgresql stopped", extra={"data_dir": str(data_dir)})
+    return True
+
+
+def _server_user() -> str | None:
+    import os
+
+    return "pgserver" if os.geteuid() == 0 else None

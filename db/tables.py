@@ -1,0 +1,234 @@
+"""Table metadata (SQLAlchemy Core) of schema ``fairlane``, as the migrations build it.
+
+The migrations are the source of truth; a test checks that this metadata and the migrated schema agree.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+SCHEMA = "fairlane"
+metadata = MetaData(schema=SCHEMA)
+
+TIMESTAMPTZ = TIMESTAMP(timezone=True)
+
+
+def _id() -> Column[int]:
+    return Column("id", BigInteger, Identity(always=True), primary_key=True)
+
+
+def _created_at() -> Column[object]:
+    return Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()"))
+
+
+tenant_sets = Table(
+    "tenant_sets",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("weight", Numeric, nullable=False, server_default=text("1")),
+    _created_at(),
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("tenant_set_id", BigInteger, ForeignKey("tenant_sets.id"), nullable=False, index=True),
+    Column("weight", Numeric, nullable=False, server_default=text("1")),
+    Column("status_callback", Text),
+    Column("signing_secret", Text, nullable=False),
+    _created_at(),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("key_hash", Text, nullable=False, unique=True),
+    _created_at(),
+    Column("revoked_at", TIMESTAMPTZ),
+)
+
+tenant_roles = Table(
+    "tenant_roles",
+    metadata,
+    Column("role_name", Text, primary_key=True),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+)
+
+senders = Table(
+    "senders",
+    metadata,
+    _id(),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id"), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("rate_cap", Numeric),
+    _created_at(),
+    UniqueConstraint("tenant_id", "address", name="senders_tenant_id_address_key"),
+    UniqueConstraint("id", "tenant_id", name="senders_id_tenant_id_key"),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("timeout_seconds", Numeric, nullable=False, server_default=text("10")),
+    Column("max_in_flight", Integer, nullable=False, server_default=text("100")),
+    _created_at(),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    _id(),
+    Column("code", Text, nullable=False, unique=True),
+    Column("gateway_id", BigInteger, ForeignKey("gateways.id"), nullable=False, index=True),
+    Column("rate", Numeric, nullable=False),
+    Column("burst", Integer, nullable=False, server_default=text("1")),
+    Column("max_drain_seconds", Integer, nullable=False, server_default=text("14400")),
+    Column("default_validity_seconds", Integer, nullable=False, server_default=text("36000")),
+    _created_at(),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column(
+        "destination_id",
+        BigInteger,
+        ForeignKey("destinations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "tenant_set_id",
+        BigInteger,
+        ForeignKey("tenant_sets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("weight", Numeric),
+    Column("rate", Numeric),
+)
+
+routes = Table(
+    "routes",
+    metadata,
+    _id(),
+    Column("prefix", Text, nullable=False),
+    Column("sender_type", Text, nullable=False),
+    Column("destination_id", BigInteger, ForeignKey("destinations.id"), nullable=False, index=True),
+    UniqueConstraint("prefix", "sender_type", name="routes_prefix_sender_type_key"),
+)
+
+queues = Table(
+    "queues",
+    metadata,
+    _id(),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id"), nullable=False),
+    Column("destination_id", BigInteger, ForeignKey("destinations.id"), nullable=False, index=True),
+    Column("sender_id", BigInteger, nullable=False),
+    Column("queued_count", Integer, nullable=False, server_default=text("0")),
+    Column("queued_segments", BigInteger, nullable=False, server_default=text("0")),
+    _created_at(),
+    UniqueConstraint(
+        "tenant_id", "destination_id", "sender_id", name="queues_tenant_id_destination_id_sender_id_key"
+    ),
+    UniqueConstraint("id", "tenant_id", name="queues_id_tenant_id_key"),
+    ForeignKeyConstraint(
+        ["sender_id", "tenant_id"],
+        ["senders.id", "senders.tenant_id"],
+        name="queues_sender_id_tenant_id_fkey",
+    ),
+    postgresql_with={"fillfactor": 50},
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("tenant_id", BigInteger, nullable=False),
+    Column("queue_id", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("segments", Integer, nullable=False),
+    Column("encoding", Text, nullable=False),
+    Column("send_at", TIMESTAMPTZ),
+    Column("expires_at", TIMESTAMPTZ, nullable=False),
+    Column("status_callback", Text),
+    Column("idempotency_key", Text),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("lease_until", TIMESTAMPTZ),
+    Column("provider_id", Text),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    _created_at(),
+    Column("updated_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    ForeignKeyConstraint(
+        ["queue_id", "tenant_id"],
+        ["queues.id", "queues.tenant_id"],
+        name="messages_queue_id_tenant_id_fkey",
+    ),
+    Index("messages_ready_idx", "queue_id", "id", postgresql_where=text("status = 'queued'")),
+    Index("messages_scheduled_idx", "send_at", postgresql_where=text("status = 'scheduled'")),
+    Index("messages_tenant_id_idx", "tenant_id", "id"),
+    postgresql_with={"fillfactor": 90},
+)
+
+message_events = Table(
+    "message_events",
+    metadata,
+    _id(),
+    Column("message_id", BigInteger, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
+    Column("detail", JSONB),
+    Index("message_events_message_id_idx", "message_id", "id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("request_hash", Text, nullable=False),
+    Column("message_id", BigInteger, nullable=False),
+    _created_at(),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("tenant", Text),
+    Column("recipient", Text),
+    Column("body", Text),
+    Column("sender", Text),
+    Column("destination", Text),
+    Column("idempotency_key", Text),
+    Column("send_at", TIMESTAMPTZ),
+    Column("validity_seconds", Integer),
+    Column("status_callback", Text),
+    Column("row_number", BigInteger, Identity(always=True), nullable=False),
+    Index("outbox_row_number_idx", "row_number"),
+    prefixes=["UNLOGGED"],
+)

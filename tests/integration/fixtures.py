@@ -1,0 +1,38 @@
+"""A small configuration used by many tests, applied through `fairlane apply`'s code path."""
+
+from db import configuration
+
+BASIC = {
+    "tenant_sets": [{"name": "retail", "weight": 1}, {"name": "enterprise", "weight": 3}],
+    "gateways": [{"name": "sim", "kind": "simulator", "url": "http://127.0.0.1:9/messages"}],
+    "destinations": [
+        {"code": "US-SC", "gateway": "sim", "rate": 100, "burst": 20},
+        {"code": "US-LC", "gateway": "sim", "rate": 10},
+        {"code": "GB", "gateway": "sim", "rate": 50},
+        {"code": "GB-LDN", "gateway": "sim", "rate": 5},
+    ],
+    "tenants": [
+        {
+            "name": "acme",
+            "tenant_set": "enterprise",
+            "senders": [
+                {"address": "55501", "type": "short_code"},
+                {"address": "+15550100001", "type": "long_code"},
+            ],
+        },
+        {"name": "globex", "tenant_set": "retail", "senders": [{"address": "+15550100002", "type": "long_code"}]},
+        {"name": "initech", "tenant_set": "retail", "senders": [{"address": "INITECH", "type": "alphanumeric"}]},
+        {"name": "hooli", "tenant_set": "retail"},
+    ],
+    "routes": [
+        {"prefix": "+1", "sender_type": "short_code", "destination": "US-SC"},
+        {"prefix": "+1", "sender_type": "long_code", "destination": "US-LC"},
+        {"prefix": "+44", "sender_type": "long_code", "destination": "GB"},
+        {"prefix": "+44", "sender_type": "alphanumeric", "destination": "GB"},
+        {"prefix": "+4420", "sender_type": "alphanumeric", "destination": "GB-LDN"},
+    ],
+}
+
+
+def apply_basic(connection, **overrides) -> configuration.Result:
+    return configuration.apply(connection, configuration.parse({**BASIC, **overrides}))
