@@ -9,6 +9,9 @@ import logging
 import warnings
 from pathlib import Path
 
+import psycopg
+
+DATABASE = "fairlane"
 logger = logging.getLogger(__name__)
 
 
@@ -21,20 +24,42 @@ def _pgserver():  # type: ignore[no-untyped-def]
         return pgserver
 
 
-def start(data_dir: Path, *, stop_at_exit: bool) -> str:
-    """Start (or reuse) the server in ``data_dir``; return its DSN (a Unix-socket URL)."""
+def start(data_dir: Path) -> str:
+    """Start (or reuse) the server in ``data_dir``; return its DSN (a Unix-socket URL). The server keeps
+    running after this process exits, until ``stop``."""
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = _pgserver().get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
-    dsn: str = server.get_uri()
+    server = _pgserver().get_server(data_dir, cleanup_mode=None)
+    with psycopg.connect(server.get_uri(), autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+        if exists is None:
+            connection.execute(f'CREATE DATABASE "{DATABASE}"')
+    dsn: str = server.get_uri(DATABASE)
     logger.info("embedded postgresql ready", extra={"data_dir": str(data_dir), "dsn": dsn})
     return dsn
+
+
+def is_running(data_dir: Path) -> bool:
+    """Whether a server is running in ``data_dir``."""
+    data_dir = data_dir.expanduser().resolve()
+    if not (data_dir / "PG_VERSION").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.utils import PostmasterInfo
+    info = PostmasterInfo.read_from_pgdata(data_dir)
+    return info is not None and bool(info.is_running())
+
+
+def psql_path() -> Path:
+    """The psql client bundled with the embedded server."""
+    return Path(_pgserver().POSTGRES_BIN_PATH) / "psql"
 
 
 def stop(data_dir: Path) -> bool:
     """Stop the server running in ``data_dir``; return False when none was running."""
     data_dir = data_dir.expanduser().resolve()
-    if not (data_dir / "postmaster.pid").exists():
+    if not is_running(data_dir):
         return False
     pgserver = _pgserver()
     pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data_dir, user=_server_user())

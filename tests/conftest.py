@@ -33,7 +33,7 @@ class EmbeddedServer:
 @pytest.fixture(scope="session")
 def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     data_dir = tmp_path_factory.mktemp("embedded") / "pgdata"
-    dsn = embedded.start(data_dir, stop_at_exit=False)
+    dsn = embedded.start(data_dir)
     query = parse_qs(urlsplit(dsn).query)
     server = EmbeddedServer(host=query["host"][0], port=int(query.get("port", ["5432"])[0]), data_dir=data_dir)
     with psycopg.connect(server.dsn("postgres"), autocommit=True) as connection:

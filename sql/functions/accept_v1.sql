@@ -41,13 +41,17 @@ DECLARE
     bad record;
     first_row bigint;
     last_row bigint;
+    row_count bigint;
+    ids bigint[];
     new_keys bigint;
     claimed_keys bigint;
 BEGIN
-    SELECT min(n.row_number), max(n.row_number) INTO first_row, last_row FROM new_rows n;
-    IF first_row IS NULL THEN
+    SELECT count(*), min(n.row_number), max(n.row_number) INTO row_count, first_row, last_row FROM new_rows n;
+    IF row_count = 0 THEN
         RETURN NULL;
     END IF;
+    -- message ids in statement order, so that each queue's FIFO follows the order of the rows
+    ids := ARRAY(SELECT nextval('fairlane.messages_id_seq') FROM generate_series(1, row_count));
 
     -- 1 + 2. Resolve every row; find its first rule violation; look up its idempotency key.
     staged := ARRAY(
@@ -62,7 +66,7 @@ BEGIN
             greatest(r.send_at, now()) + make_interval(secs => r.validity_seconds),
             r.validity_seconds, r.status_callback, r.idempotency_key, r.request_hash,
             CASE
-                WHEN r.error IS NOT NULL THEN r.error
+                WHEN (r.error).code IS NOT NULL THEN r.error
                 WHEN r.original_hash <> r.request_hash OR r.in_statement_hash <> r.request_hash THEN
                     ROW('idempotency_mismatch', 'idempotency_key', r.idempotency_key,
                         format('idempotency key %s was used with a different request in the last 24 hours',
@@ -81,8 +85,8 @@ BEGIN
                        first_value(c.new_id) OVER key_window AS key_first_id,
                        first_value(c.request_hash) OVER key_window AS key_first_hash
                 FROM (
-                    SELECT n.row_number - first_row + 1 AS ordinal,
-                           nextval('fairlane.messages_id_seq') AS new_id,
+                    SELECT row_number() OVER (ORDER BY n.row_number) AS ordinal,
+                           ids[row_number() OVER (ORDER BY n.row_number)] AS new_id,
                            t.id AS tenant_id, s.id AS sender_id, d.id AS destination_id,
                            n.recipient, n.body, n.send_at,
                            coalesce(n.validity_seconds, d.default_validity_seconds) AS validity_seconds,
@@ -180,9 +184,10 @@ BEGIN
     );
 
     SELECT s.ordinal, (s.error).* INTO bad
-    FROM unnest(staged) s WHERE s.error IS NOT NULL ORDER BY s.ordinal LIMIT 1;
+    FROM unnest(staged) s WHERE (s.error).code IS NOT NULL ORDER BY s.ordinal LIMIT 1;
     IF FOUND THEN
-        PERFORM fairlane.raise_v1(bad.code, bad.field, bad.value, bad.message, bad.ordinal);
+        PERFORM fairlane.raise_v1(bad.code, bad.field, bad.value, bad.message,
+                                  CASE WHEN row_count > 1 THEN bad.ordinal END);
     END IF;
 
     -- 2. Claim the statement's new idempotency keys (a key older than 24 h is taken over). A key claimed
@@ -258,7 +263,7 @@ BEGIN
                    '%s segments/s, more than %s s', bad.tenant, bad.destination, bad.sender, bad.backlog,
                    coalesce(round(bad.drain_seconds::numeric), 'infinite'), round(bad.portion::numeric, 3),
                    least(bad.max_drain_seconds, bad.validity_seconds)),
-            bad.ordinal,
+            CASE WHEN row_count > 1 THEN bad.ordinal END,
             jsonb_build_object(
                 'tenant', bad.tenant, 'destination', bad.destination, 'sender', bad.sender,
                 'queued_segments', bad.backlog, 'portion', bad.portion,

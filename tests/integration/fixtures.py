@@ -36,3 +36,32 @@ BASIC = {
 
 def apply_basic(connection, **overrides) -> configuration.Result:
     return configuration.apply(connection, configuration.parse({**BASIC, **overrides}))
+
+
+OUTBOX_COLUMNS = (
+    "tenant", "recipient", "body", "sender", "destination", "idempotency_key", "send_at", "validity_seconds",
+    "status_callback",
+)
+
+
+def submit(connection, **fields) -> int:
+    """fairlane.submit with named arguments; returns the message id."""
+    names = ", ".join(f"{name} => %({name})s" for name in fields)
+    return connection.execute(f"SELECT fairlane.submit({names})", fields).fetchone()[0]
+
+
+def insert_outbox(connection, rows: list[dict]) -> None:
+    """One multi-row INSERT ... VALUES into fairlane.outbox."""
+    placeholders = ", ".join(
+        "(" + ", ".join(f"%(r{i}_{c})s" for c in OUTBOX_COLUMNS) + ")" for i in range(len(rows))
+    )
+    params = {f"r{i}_{c}": row.get(c) for i, row in enumerate(rows) for c in OUTBOX_COLUMNS}
+    connection.execute(
+        f"INSERT INTO fairlane.outbox ({', '.join(OUTBOX_COLUMNS)}) VALUES {placeholders}", params
+    )
+
+
+def error_detail(error) -> dict:
+    import json
+
+    return json.loads(error.diag.message_detail)

@@ -1,0 +1,179 @@
+"""The `fairlane` command."""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+
+from db import configuration, embedded, migrate, stats
+from db.errors import FairlaneError, translate
+from service.database import close_database, open_database
+from service.settings import Settings, SettingsError
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "fairlane.toml"
+logger = logging.getLogger(__name__)
+
+
+def _load_config(path: Path) -> configuration.Configuration:
+    try:
+        with path.open("rb") as file:
+            return configuration.parse(tomllib.load(file))
+    except FileNotFoundError as error:
+        raise configuration.ConfigError(f"config file {str(path)!r} does not exist") from error
+    except tomllib.TOMLDecodeError as error:
+        raise configuration.ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from error
+
+
+def _print_table(table: stats.Table) -> None:
+    cells = [table.columns] + [tuple("" if value is None else str(value) for value in row) for row in table.rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(table.columns))]
+    print(f"{table.title} ({len(table.rows)})")
+    for index, row in enumerate(cells):
+        print("  " + "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            print("  " + "  ".join("-" * width for width in widths))
+    print()
+
+
+def _apply(dsn: str, config: configuration.Configuration) -> None:
+    with psycopg.connect(dsn) as connection:
+        result = configuration.apply(connection, config)
+    for change in result.changes:
+        print(change)
+    if not result.changes:
+        print("no changes")
+    for tenant, api_key in result.api_keys.items():
+        print(f"API key for tenant {tenant} (shown once): {api_key}")
+
+
+def _stats(dsn: str) -> None:
+    with psycopg.connect(dsn) as connection, translate():
+        for table in stats.read(connection):
+            _print_table(table)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    database = open_database(settings)
+    try:
+        migrate.upgrade(database.dsn)
+        with psycopg.connect(database.dsn) as connection:
+            configured = configuration.is_configured(connection)
+        if args.config is not None:
+            _apply(database.dsn, _load_config(args.config))
+        elif not configured:
+            print(f"applying the example configuration {EXAMPLE_CONFIG}")
+            _apply(database.dsn, _load_config(EXAMPLE_CONFIG))
+        print()
+        _stats(database.dsn)
+        print(f"database: {database.dsn}")
+        print("psql:     fairlane db psql    (or: psql \"$(fairlane db url)\")")
+        print("fairlane is up; Ctrl-C stops it")
+        sys.stdout.flush()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait()
+        print("stopping")
+    finally:
+        close_database(settings, database)
+    return 0
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        if settings.database_url:
+            print("DATABASE_URL is set: there is no embedded server to stop", file=sys.stderr)
+            return 1
+        print("stopped" if embedded.stop(settings.data_dir) else "not running")
+        return 0
+    database = open_database(settings)
+    if database.started_embedded:
+        print(f"started the embedded PostgreSQL in {settings.data_dir} (stop it with `fairlane db stop`)",
+              file=sys.stderr)
+    if args.action == "upgrade":
+        migrate.upgrade(database.dsn, args.revision or "head")
+        print(f"database at revision {args.revision or migrate.head_revision()}")
+    elif args.action == "downgrade":
+        migrate.downgrade(database.dsn, args.revision or "base")
+        print(f"database at revision {args.revision or 'base'}")
+    elif args.action == "url":
+        print(database.dsn)
+    elif args.action == "psql":
+        os.execv(embedded.psql_path(), [str(embedded.psql_path()), database.dsn])
+    return 0
+
+
+def cmd_apply(settings: Settings, args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    database = open_database(settings)
+    _apply(database.dsn, config)
+    return 0
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    _stats(open_database(settings).dsn)
+    return 0
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from bench import outbox
+
+    database = open_database(settings)
+    try:
+        outbox.main(database.dsn, rows=args.rows)
+    finally:
+        close_database(settings, database)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fairlane", description="Fair-share messaging dispatcher on PostgreSQL")
+    commands = p.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start fairlane (embedded PostgreSQL unless DATABASE_URL is set)")
+    run.add_argument("--config", type=Path, help="configuration to apply (default: the example, on an empty database)")
+    run.set_defaults(handler=cmd_run)
+
+    db = commands.add_parser("db", help="database: upgrade, downgrade, url, psql, stop")
+    db.add_argument("action", choices=("upgrade", "downgrade", "url", "psql", "stop"))
+    db.add_argument("revision", nargs="?", help="target revision (upgrade: head, downgrade: base)")
+    db.set_defaults(handler=cmd_db)
+
+    apply = commands.add_parser("apply", help="apply a declarative configuration file (TOML)")
+    apply.add_argument("config", type=Path)
+    apply.set_defaults(handler=cmd_apply)
+
+    stats_command = commands.add_parser("stats", help="print destination and queue tables")
+    stats_command.set_defaults(handler=cmd_stats)
+
+    bench = commands.add_parser("bench", help="benchmarks that print figures")
+    bench.add_argument("name", choices=("outbox",))
+    bench.add_argument("--rows", type=int, default=100_000)
+    bench.set_defaults(handler=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("FAIRLANE_LOG_LEVEL", "WARNING"))
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(args.handler(settings, args))
+    except (SettingsError, configuration.ConfigError) as error:
+        print(f"fairlane: {error}", file=sys.stderr)
+        return 2
+    except FairlaneError as error:
+        where = f" (field {error.field})" if error.field else ""
+        print(f"fairlane: {error.code}: {error.message}{where}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
