@@ -209,7 +209,11 @@ CREATE INDEX outbox_row_number_idx ON fairlane.outbox (row_number);
 """
 
 TRIGGERS_AND_SECURITY = r"""
-CREATE TRIGGER outbox_accept AFTER INSERT ON fairlane.outbox
+-- Triggers fire in name order: authorize (as the inserting role), then accept (as the owner).
+CREATE TRIGGER outbox_1_authorize AFTER INSERT ON fairlane.outbox
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION fairlane.authorize_outbox_v1();
+CREATE TRIGGER outbox_2_accept AFTER INSERT ON fairlane.outbox
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION fairlane.accept_outbox_v1();
 
@@ -227,12 +231,9 @@ GRANT INSERT ON fairlane.outbox TO fairlane_tenant;
 GRANT SELECT ON fairlane.messages, fairlane.message_events TO fairlane_tenant;
 GRANT EXECUTE ON FUNCTION fairlane.submit(text, text, text, text, text, text, timestamptz, integer, text)
     TO fairlane_tenant;
-GRANT EXECUTE ON FUNCTION fairlane.role_tenant_id_v1(name), fairlane.role_tenant_v1(name)
-    TO fairlane_tenant;
+GRANT EXECUTE ON FUNCTION fairlane.role_tenant_id_v1(name), fairlane.role_tenant_v1(name),
+    fairlane.raise_v1(text, text, text, text, bigint, jsonb), fairlane.authorize_outbox_v1() TO fairlane_tenant;
 
-ALTER TABLE fairlane.outbox ENABLE ROW LEVEL SECURITY;
-CREATE POLICY outbox_own_tenant ON fairlane.outbox FOR INSERT TO fairlane_tenant
-    WITH CHECK (tenant = (SELECT fairlane.role_tenant_v1(current_user)));
 ALTER TABLE fairlane.messages ENABLE ROW LEVEL SECURITY;
 CREATE POLICY messages_own_tenant ON fairlane.messages FOR SELECT TO fairlane_tenant
     USING (tenant_id = (SELECT fairlane.role_tenant_id_v1(current_user)));

@@ -258,10 +258,10 @@ BEGIN
     LIMIT 1;
     IF FOUND THEN
         PERFORM fairlane.raise_v1(
-            'queue_overflow', 'recipient', NULL,
+            'queue_overflow', NULL, NULL,
             format('queue %s / %s / %s is full: %s queued segments would take %s s to drain at its portion of '
                    '%s segments/s, more than %s s', bad.tenant, bad.destination, bad.sender, bad.backlog,
-                   coalesce(round(bad.drain_seconds::numeric), 'infinite'), round(bad.portion::numeric, 3),
+                   coalesce(round(bad.drain_seconds::numeric)::text, 'infinite'), round(bad.portion::numeric, 3),
                    least(bad.max_drain_seconds, bad.validity_seconds)),
             CASE WHEN row_count > 1 THEN bad.ordinal END,
             jsonb_build_object(
