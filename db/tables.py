@@ -21,7 +21,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 SCHEMA = "fairlane"
-metadata = MetaData(schema=SCHEMA)
+# PostgreSQL's own default names, so the metadata names what the migrations' DDL creates
+metadata = MetaData(
+    schema=SCHEMA,
+    naming_convention={
+        "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+        "uq": "%(table_name)s_%(column_0_N_name)s_key",
+        "fk": "%(table_name)s_%(column_0_N_name)s_fkey",
+        "pk": "%(table_name)s_pkey",
+    },
+)
 
 TIMESTAMPTZ = TIMESTAMP(timezone=True)
 
@@ -198,7 +207,7 @@ message_events = Table(
     "message_events",
     metadata,
     _id(),
-    Column("message_id", BigInteger, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", BigInteger, nullable=False),
     Column("tenant_id", BigInteger, nullable=False),
     Column("status", Text, nullable=False),
     Column("at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
