@@ -12,6 +12,7 @@
 --      or the row's own validity;
 --   5. write messages and their first events, bump the queues' counters, empty the outbox.
 -- The first bad row aborts the whole statement with an error naming the row, the field and the value.
+-- Message ids are drawn in statement order, so FIFO within a queue follows the order of the rows.
 -- fairlane.last_message_id (transaction-local setting) holds the id of the statement's last row.
 
 CREATE TYPE fairlane.staged_message_v1 AS (
@@ -35,15 +36,19 @@ CREATE TYPE fairlane.staged_message_v1 AS (
 );
 
 CREATE FUNCTION fairlane.accept_outbox_v1() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB'  -- sorts and hashes over a large statement's rows stay in memory
+AS $$
 DECLARE
-    staged fairlane.staged_message_v1[];
+    staged fairlane.staged_message_v1[];  -- the statement's rows, resolved, in statement order
+    queue_of bigint[];                    -- queue id by ordinal
+    ids bigint[];                         -- new message id by ordinal
     bad record;
+    row_count bigint;
     first_row bigint;
     last_row bigint;
-    row_count bigint;
     route_key_length integer;
-    ids bigint[];
     new_keys bigint;
     claimed_keys bigint;
 BEGIN
@@ -51,12 +56,11 @@ BEGIN
     IF row_count = 0 THEN
         RETURN NULL;
     END IF;
-    -- message ids in statement order, so that each queue's FIFO follows the order of the rows
     ids := ARRAY(SELECT nextval('fairlane.messages_id_seq') FROM generate_series(1, row_count));
 
-    -- 1 + 2. Resolve every row; find its first rule violation; look up its idempotency key.
-    -- Rows that share tenant, sender, destination and the first route_key_length characters of the
-    -- recipient (no route prefix is longer) resolve alike, so sender and route lookups run once per group.
+    -- 1. Resolve every row, find its first rule violation and look up its idempotency key. Rows that
+    -- share tenant, sender, destination and the first route_key_length characters of the recipient (no
+    -- route prefix is longer) resolve alike, so sender and route lookups run once per such group.
     SELECT coalesce(max(length(r.prefix)), 1) INTO route_key_length FROM fairlane.routes r;
     staged := ARRAY(
         WITH numbered AS (
@@ -101,8 +105,7 @@ BEGIN
             ) d ON true
         ),
         checked AS (
-            SELECT nb.ordinal, ids[nb.ordinal] AS new_id,
-                   rs.tenant_id, rs.sender_id, rs.destination_id,
+            SELECT nb.ordinal, rs.tenant_id, rs.sender_id, rs.destination_id,
                    nb.recipient, nb.body, fairlane.is_gsm7_v1(nb.body) AS gsm7, nb.send_at,
                    coalesce(nb.validity_seconds, rs.default_validity_seconds) AS validity_seconds,
                    nb.status_callback, nb.idempotency_key,
@@ -166,171 +169,184 @@ BEGIN
                 ON k.tenant_id = rs.tenant_id AND k.key = nb.idempotency_key
                AND k.created_at > now() - interval '24 hours'
         ),
-        keyed AS (
-            -- a repeated key inside the statement replays (or mismatches) its first row
-            SELECT c.*,
-                   CASE WHEN c.idempotency_key IS NOT NULL AND row_number() OVER key_window > 1
-                           THEN first_value(c.new_id) OVER key_window END AS in_statement_id,
-                      CASE WHEN c.idempotency_key IS NOT NULL AND row_number() OVER key_window > 1
-                           THEN first_value(c.request_hash) OVER key_window END AS in_statement_hash
-               FROM checked c
-               WINDOW key_window AS (PARTITION BY c.tenant_id, c.idempotency_key ORDER BY c.ordinal)
-           )
-           SELECT ROW(
-               r.ordinal,
-               coalesce(r.original_id, r.in_statement_id, r.new_id),
-               r.original_id IS NOT NULL OR r.in_statement_id IS NOT NULL,
-               r.tenant_id, r.sender_id, r.destination_id, r.recipient, r.body,
-               fairlane.segment_count_v1(fairlane.encoded_length_v1(r.body, r.gsm7), r.gsm7),
-               CASE WHEN r.gsm7 THEN 'GSM-7' ELSE 'UCS-2' END,
-               r.send_at,
-               greatest(r.send_at, now()) + make_interval(secs => r.validity_seconds),
-               r.validity_seconds, r.status_callback, r.idempotency_key, r.request_hash,
-               CASE
-                   WHEN (r.error).code IS NOT NULL THEN r.error
-                   WHEN r.original_hash <> r.request_hash OR r.in_statement_hash <> r.request_hash THEN
-                       ROW('idempotency_mismatch', 'idempotency_key', r.idempotency_key,
-                           format('idempotency key %s was used with a different request in the last 24 hours',
-                                  quote_literal(r.idempotency_key)))::fairlane.row_error_v1
-               END
-           )::fairlane.staged_message_v1
-           FROM keyed r
-           ORDER BY r.ordinal
-       );
+        first_uses AS (
+            -- a key repeated inside the statement replays (or mismatches) its first row
+            SELECT DISTINCT ON (c.tenant_id, c.idempotency_key)
+                   c.tenant_id, c.idempotency_key, c.ordinal, c.request_hash
+            FROM checked c
+            WHERE c.idempotency_key IS NOT NULL
+            ORDER BY c.tenant_id, c.idempotency_key, c.ordinal
+        )
+        SELECT ROW(
+            c.ordinal,
+            coalesce(c.original_id, ids[coalesce(f.ordinal, c.ordinal)]),
+            c.original_id IS NOT NULL OR coalesce(f.ordinal < c.ordinal, false),
+            c.tenant_id, c.sender_id, c.destination_id, c.recipient, c.body,
+            fairlane.segment_count_v1(fairlane.encoded_length_v1(c.body, c.gsm7), c.gsm7),
+            CASE WHEN c.gsm7 THEN 'GSM-7' ELSE 'UCS-2' END,
+            c.send_at,
+            greatest(c.send_at, now()) + make_interval(secs => c.validity_seconds),
+            c.validity_seconds, c.status_callback, c.idempotency_key, c.request_hash,
+            CASE
+                WHEN (c.error).code IS NOT NULL THEN c.error
+                WHEN c.original_hash <> c.request_hash OR f.request_hash <> c.request_hash THEN
+                    ROW('idempotency_mismatch', 'idempotency_key', c.idempotency_key,
+                        format('idempotency key %s was used with a different request in the last 24 hours',
+                               quote_literal(c.idempotency_key)))::fairlane.row_error_v1
+            END
+        )::fairlane.staged_message_v1
+        FROM checked c
+        LEFT JOIN first_uses f ON f.tenant_id = c.tenant_id AND f.idempotency_key = c.idempotency_key
+        ORDER BY c.ordinal
+    );
 
-       SELECT s.ordinal, (s.error).* INTO bad
-       FROM unnest(staged) s WHERE (s.error).code IS NOT NULL ORDER BY s.ordinal LIMIT 1;
-       IF FOUND THEN
-           PERFORM fairlane.raise_v1(bad.code, bad.field, bad.value, bad.message,
-                                     CASE WHEN row_count > 1 THEN bad.ordinal END);
-       END IF;
+    SELECT s.ordinal, (s.error).* INTO bad
+    FROM unnest(staged) s WHERE (s.error).code IS NOT NULL ORDER BY s.ordinal LIMIT 1;
+    IF FOUND THEN
+        PERFORM fairlane.raise_v1(bad.code, bad.field, bad.value, bad.message,
+                                  CASE WHEN row_count > 1 THEN bad.ordinal END);
+    END IF;
 
-       -- 2. Claim the statement's new idempotency keys (a key older than 24 h is taken over). A key claimed
-       -- by a concurrent transaction since the lookup above is a retryable conflict.
-       INSERT INTO fairlane.idempotency_keys AS k (tenant_id, key, request_hash, message_id)
-       SELECT s.tenant_id, s.idempotency_key, s.request_hash, s.message_id
-       FROM unnest(staged) s
-       WHERE s.idempotency_key IS NOT NULL AND NOT s.replayed
-       ORDER BY s.tenant_id, s.idempotency_key
-       ON CONFLICT (tenant_id, key) DO UPDATE
-           SET request_hash = excluded.request_hash, message_id = excluded.message_id, created_at = now()
-           WHERE k.created_at <= now() - interval '24 hours';
-       GET DIAGNOSTICS claimed_keys = ROW_COUNT;
-       SELECT count(*) INTO new_keys FROM unnest(staged) s WHERE s.idempotency_key IS NOT NULL AND NOT s.replayed;
-       IF claimed_keys < new_keys THEN
-           RAISE EXCEPTION 'an idempotency key of this statement was used concurrently; retry the statement'
-               USING ERRCODE = 'serialization_failure';
-       END IF;
+    -- 2. Claim the statement's new idempotency keys (a key older than 24 h is taken over). A key claimed
+    -- by a concurrent transaction since the lookup above is a retryable conflict.
+    INSERT INTO fairlane.idempotency_keys AS k (tenant_id, key, request_hash, message_id)
+    SELECT s.tenant_id, s.idempotency_key, s.request_hash, s.message_id
+    FROM unnest(staged) s
+    WHERE s.idempotency_key IS NOT NULL AND NOT s.replayed
+    ORDER BY s.tenant_id, s.idempotency_key
+    ON CONFLICT (tenant_id, key) DO UPDATE
+        SET request_hash = excluded.request_hash, message_id = excluded.message_id, created_at = now()
+        WHERE k.created_at <= now() - interval '24 hours';
+    GET DIAGNOSTICS claimed_keys = ROW_COUNT;
+    SELECT count(*) INTO new_keys FROM unnest(staged) s WHERE s.idempotency_key IS NOT NULL AND NOT s.replayed;
+    IF claimed_keys < new_keys THEN
+        RAISE EXCEPTION 'an idempotency key of this statement was used concurrently; retry the statement'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
 
-       -- 3. Queues, created on first use.
-       INSERT INTO fairlane.queues (tenant_id, destination_id, sender_id)
-       SELECT DISTINCT s.tenant_id, s.destination_id, s.sender_id
-       FROM unnest(staged) s
-       WHERE NOT s.replayed
-       ORDER BY 1, 2, 3
-       ON CONFLICT DO NOTHING;
+    -- 3. Queues, created on first use.
+    INSERT INTO fairlane.queues (tenant_id, destination_id, sender_id)
+    SELECT DISTINCT s.tenant_id, s.destination_id, s.sender_id
+    FROM unnest(staged) s
+    WHERE NOT s.replayed
+    ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING;
+    queue_of := ARRAY(
+        SELECT q.id
+        FROM unnest(staged) s
+        LEFT JOIN fairlane.queues q
+            ON q.tenant_id = s.tenant_id AND q.destination_id = s.destination_id AND q.sender_id = s.sender_id
+        ORDER BY s.ordinal
+    );
 
-       -- 4. Admission control, with the receiving queues locked in id order (no deadlocks between
-       -- concurrent statements) so that concurrent submissions to one queue are checked one after another.
-       PERFORM q.id
-       FROM fairlane.queues q
-       WHERE q.id IN (
-           SELECT q2.id FROM unnest(staged) s
-           JOIN fairlane.queues q2
-               ON q2.tenant_id = s.tenant_id AND q2.destination_id = s.destination_id AND q2.sender_id = s.sender_id
-           WHERE NOT s.replayed AND (s.send_at IS NULL OR s.send_at <= now())
-       )
-       ORDER BY q.id
-       FOR NO KEY UPDATE;
+    -- 4. Admission control. The receiving queues are locked in id order (no deadlocks between concurrent
+    -- statements), so concurrent submissions to one queue are checked one after another against fresh
+    -- counters. One grouped pass decides when the whole statement fits every queue; otherwise a per-row
+    -- pass finds the first row that does not fit.
+    PERFORM q.id
+    FROM fairlane.queues q
+    WHERE q.id IN (
+        SELECT queue_of[s.ordinal] FROM unnest(staged) s
+        WHERE NOT s.replayed AND (s.send_at IS NULL OR s.send_at <= now())
+    )
+    ORDER BY q.id
+    FOR NO KEY UPDATE;
 
-       WITH incoming AS (
-           SELECT s.ordinal, s.segments, s.validity_seconds, q.id AS queue_id, q.destination_id,
-                  q.queued_segments + sum(s.segments) OVER (PARTITION BY q.id ORDER BY s.ordinal) AS backlog
-           FROM unnest(staged) s
-           JOIN fairlane.queues q
-               ON q.tenant_id = s.tenant_id AND q.destination_id = s.destination_id AND q.sender_id = s.sender_id
-           WHERE NOT s.replayed AND (s.send_at IS NULL OR s.send_at <= now())
-       ),
-       portions AS (
-           SELECT p.queue_id, p.portion
-           FROM fairlane.queue_portions_v1(
-               ARRAY(SELECT DISTINCT i.destination_id FROM incoming i),
-               ARRAY(SELECT DISTINCT i.queue_id FROM incoming i)
-           ) p
-       )
-       SELECT i.ordinal, i.backlog, p.portion, d.max_drain_seconds, i.validity_seconds,
-              t.name AS tenant, d.code AS destination, sd.address AS sender,
-              i.backlog / nullif(p.portion, 0) AS drain_seconds
-       INTO bad
-       FROM incoming i
-       JOIN portions p ON p.queue_id = i.queue_id
-       JOIN fairlane.queues q ON q.id = i.queue_id
-       JOIN fairlane.destinations d ON d.id = q.destination_id
-       JOIN fairlane.tenants t ON t.id = q.tenant_id
-       JOIN fairlane.senders sd ON sd.id = q.sender_id
-       WHERE p.portion <= 0 OR i.backlog / p.portion > least(d.max_drain_seconds, i.validity_seconds)
-       ORDER BY i.ordinal
-       LIMIT 1;
-       IF FOUND THEN
-           PERFORM fairlane.raise_v1(
-               'queue_overflow', NULL, NULL,
-               format('queue %s / %s / %s is full: %s queued segments would take %s s to drain at its portion of '
-                      '%s segments/s, more than %s s', bad.tenant, bad.destination, bad.sender, bad.backlog,
-                      coalesce(round(bad.drain_seconds::numeric)::text, 'infinite'), round(bad.portion::numeric, 3),
-                      least(bad.max_drain_seconds, bad.validity_seconds)),
-               CASE WHEN row_count > 1 THEN bad.ordinal END,
-               jsonb_build_object(
-                   'tenant', bad.tenant, 'destination', bad.destination, 'sender', bad.sender,
-                   'queued_segments', bad.backlog, 'portion', bad.portion,
-                   'max_drain_seconds', least(bad.max_drain_seconds, bad.validity_seconds),
-                   'retry_after_seconds',
-                   CASE WHEN bad.portion > 0
-                        THEN ceil(bad.drain_seconds - least(bad.max_drain_seconds, bad.validity_seconds)) END
-               )
-           );
-       END IF;
+    IF EXISTS (
+        WITH per_queue AS (
+            SELECT queue_of[s.ordinal] AS queue_id, sum(s.segments) AS segments, min(s.validity_seconds) AS validity
+            FROM unnest(staged) s
+            WHERE NOT s.replayed AND (s.send_at IS NULL OR s.send_at <= now())
+            GROUP BY 1
+        )
+        SELECT
+        FROM per_queue pq
+        JOIN fairlane.queues q ON q.id = pq.queue_id
+        JOIN fairlane.destinations d ON d.id = q.destination_id
+        LEFT JOIN fairlane.queue_portions_v1(
+            ARRAY(SELECT DISTINCT q2.destination_id FROM fairlane.queues q2 JOIN per_queue p2 ON p2.queue_id = q2.id),
+            ARRAY(SELECT p3.queue_id FROM per_queue p3)
+        ) p ON p.queue_id = pq.queue_id
+        WHERE NOT (p.portion > 0)
+           OR (q.queued_segments + pq.segments) / p.portion > least(d.max_drain_seconds, pq.validity)
+    ) THEN
+        WITH incoming AS (
+            SELECT s.ordinal, s.validity_seconds, q.id AS queue_id, q.destination_id,
+                   q.queued_segments + sum(s.segments) OVER (PARTITION BY q.id ORDER BY s.ordinal) AS backlog
+            FROM unnest(staged) s
+            JOIN fairlane.queues q ON q.id = queue_of[s.ordinal]
+            WHERE NOT s.replayed AND (s.send_at IS NULL OR s.send_at <= now())
+        ),
+        portions AS (
+            SELECT p.queue_id, p.portion
+            FROM fairlane.queue_portions_v1(
+                ARRAY(SELECT DISTINCT i.destination_id FROM incoming i),
+                ARRAY(SELECT DISTINCT i.queue_id FROM incoming i)
+            ) p
+        )
+        SELECT i.ordinal, i.backlog, p.portion, least(d.max_drain_seconds, i.validity_seconds) AS limit_seconds,
+               t.name AS tenant, d.code AS destination, sd.address AS sender,
+               i.backlog / nullif(p.portion, 0) AS drain_seconds
+        INTO bad
+        FROM incoming i
+        JOIN portions p ON p.queue_id = i.queue_id
+        JOIN fairlane.queues q ON q.id = i.queue_id
+        JOIN fairlane.destinations d ON d.id = q.destination_id
+        JOIN fairlane.tenants t ON t.id = q.tenant_id
+        JOIN fairlane.senders sd ON sd.id = q.sender_id
+        WHERE NOT (p.portion > 0) OR i.backlog / p.portion > least(d.max_drain_seconds, i.validity_seconds)
+        ORDER BY i.ordinal
+        LIMIT 1;
+        PERFORM fairlane.raise_v1(
+            'queue_overflow', NULL, NULL,
+            format('queue %s / %s / %s is full: %s queued segments would take %s s to drain at its portion of '
+                   '%s segments/s, more than %s s', bad.tenant, bad.destination, bad.sender, bad.backlog,
+                   coalesce(round(bad.drain_seconds::numeric)::text, 'infinite'), round(bad.portion::numeric, 3),
+                   bad.limit_seconds),
+            CASE WHEN row_count > 1 THEN bad.ordinal END,
+            jsonb_build_object(
+                'tenant', bad.tenant, 'destination', bad.destination, 'sender', bad.sender,
+                'queued_segments', bad.backlog, 'portion', bad.portion, 'max_drain_seconds', bad.limit_seconds,
+                'retry_after_seconds', CASE WHEN bad.portion > 0 THEN ceil(bad.drain_seconds - bad.limit_seconds) END
+            )
+        );
+    END IF;
 
-       -- 5. Write.
-       UPDATE fairlane.queues q
-       SET queued_count = q.queued_count + c.messages, queued_segments = q.queued_segments + c.segments
-       FROM (
-           SELECT q2.id, count(*) AS messages, sum(s.segments) AS segments
-           FROM unnest(staged) s
-           JOIN fairlane.queues q2
-               ON q2.tenant_id = s.tenant_id AND q2.destination_id = s.destination_id AND q2.sender_id = s.sender_id
-           WHERE NOT s.replayed AND (s.send_at IS NULL OR s.send_at <= now())
-           GROUP BY q2.id
-       ) c
-       WHERE q.id = c.id;
+    -- 5. Write.
+    UPDATE fairlane.queues q
+    SET queued_count = q.queued_count + c.messages, queued_segments = q.queued_segments + c.segments
+    FROM (
+        SELECT queue_of[s.ordinal] AS queue_id, count(*) AS messages, sum(s.segments) AS segments
+        FROM unnest(staged) s
+        WHERE NOT s.replayed AND (s.send_at IS NULL OR s.send_at <= now())
+        GROUP BY 1
+    ) c
+    WHERE q.id = c.queue_id;
 
-       INSERT INTO fairlane.messages (
-           id, tenant_id, queue_id, status, recipient, body, segments, encoding,
-           send_at, expires_at, status_callback, idempotency_key
-       )
-       SELECT s.message_id, s.tenant_id, q.id,
-              CASE WHEN s.send_at > now() THEN 'scheduled' ELSE 'queued' END,
-              s.recipient, s.body, s.segments, s.encoding,
-              s.send_at, s.expires_at, s.status_callback, s.idempotency_key
-       FROM unnest(staged) s
-       JOIN fairlane.queues q
-           ON q.tenant_id = s.tenant_id AND q.destination_id = s.destination_id AND q.sender_id = s.sender_id
-       WHERE NOT s.replayed
-       ORDER BY s.ordinal;
+    INSERT INTO fairlane.messages (
+        id, tenant_id, queue_id, status, recipient, body, segments, encoding,
+        send_at, expires_at, status_callback, idempotency_key
+    )
+    SELECT s.message_id, s.tenant_id, queue_of[s.ordinal],
+           CASE WHEN s.send_at > now() THEN 'scheduled' ELSE 'queued' END,
+           s.recipient, s.body, s.segments, s.encoding,
+           s.send_at, s.expires_at, s.status_callback, s.idempotency_key
+    FROM unnest(staged) s
+    WHERE NOT s.replayed;
 
-       INSERT INTO fairlane.message_events (message_id, tenant_id, status)
-       SELECT s.message_id, s.tenant_id, CASE WHEN s.send_at > now() THEN 'scheduled' ELSE 'queued' END
-       FROM unnest(staged) s
-       WHERE NOT s.replayed
-       ORDER BY s.ordinal;
+    INSERT INTO fairlane.message_events (message_id, tenant_id, status)
+    SELECT s.message_id, s.tenant_id, CASE WHEN s.send_at > now() THEN 'scheduled' ELSE 'queued' END
+    FROM unnest(staged) s
+    WHERE NOT s.replayed;
 
-       DELETE FROM fairlane.outbox o WHERE o.row_number BETWEEN first_row AND last_row;
+    DELETE FROM fairlane.outbox o WHERE o.row_number BETWEEN first_row AND last_row;
 
-       PERFORM set_config('fairlane.last_message_id', staged[array_upper(staged, 1)].message_id::text, true);
-       RETURN NULL;
-   END
-   $$;
+    PERFORM set_config('fairlane.last_message_id', staged[row_count].message_id::text, true);
+    RETURN NULL;
+END
+$$;
 
-   -- One message, named arguments: SELECT fairlane.submit(tenant => 'acme', recipient => '+15551234567',
+-- One message, named arguments: SELECT fairlane.submit(tenant => 'acme', recipient => '+15551234567',
    -- body => 'hi'). Returns the message id (the original one when an idempotency key replays).
    CREATE FUNCTION fairlane.submit(
        tenant text,
