@@ -1,5 +1,9 @@
 """Outbox throughput: rows/s through fairlane.outbox (every rule applied) against a bare table.
 
+Also measured, to show where the time goes: the same rows stored in a table shaped like fairlane.messages
+(its columns and indexes, no rules, no events, no foreign key), the floor of any design that keeps a
+message row with its claim and tenant indexes.
+
 Run: `fairlane bench outbox [--rows N]` (embedded PostgreSQL unless DATABASE_URL is set). It creates a
 scratch database next to the one in use, migrates it, and for each method (INSERT ... SELECT and COPY)
 alternates bare-table and outbox runs, printing each run and the median ratio outbox / bare.
@@ -63,6 +67,7 @@ def main(dsn: str, rows: int = 100_000) -> None:
     results: dict[str, list[float]] = {}
     with psycopg.connect(scratch, autocommit=True) as connection:
         connection.execute(q["create_bare_table"])
+        connection.execute(q["create_message_shaped_table"])
 
         def copy(statement: str) -> None:
             with connection.cursor() as cursor, cursor.copy(statement) as writer:
@@ -71,6 +76,7 @@ def main(dsn: str, rows: int = 100_000) -> None:
 
         methods = {
             "bare INSERT ... SELECT": lambda: connection.execute(q["insert_select_bare"], params),
+            "message-shaped INSERT": lambda: connection.execute(q["insert_select_message_shaped"], params),
             "outbox INSERT ... SELECT": lambda: connection.execute(q["insert_select_outbox"], params),
             "bare COPY": lambda: copy(q["copy_bare"]),
             "outbox COPY": lambda: copy(q["copy_outbox"]),
@@ -80,6 +86,8 @@ def main(dsn: str, rows: int = 100_000) -> None:
             for name, method in methods.items():
                 if name.startswith("bare"):
                     connection.execute(q["truncate_bare_table"])
+                if name.startswith("message-shaped"):
+                    connection.execute(q["truncate_message_shaped_table"])
                 connection.execute("CHECKPOINT")
                 seconds = _timed(connection, method)
                 results.setdefault(name, []).append(rows / seconds)
@@ -91,5 +99,9 @@ def main(dsn: str, rows: int = 100_000) -> None:
         bare = statistics.median(results[f"bare {method}"])
         outbox = statistics.median(results[f"outbox {method}"])
         print(f"{method:<18} bare {bare:>10,.0f} rows/s   outbox {outbox:>10,.0f} rows/s   ratio {outbox / bare:.2f}")
+    floor = statistics.median(results["message-shaped INSERT"])
+    bare = statistics.median(results["bare INSERT ... SELECT"])
+    print(f"floor: storing resolved rows in a messages-shaped table (same indexes, no rules, no events) runs at "
+          f"{floor:,.0f} rows/s, {floor / bare:.2f} of the bare table")
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')

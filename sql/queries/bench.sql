@@ -31,3 +31,18 @@ COPY fairlane.outbox (tenant, recipient, body) FROM STDIN
 -- name: message_count
 -- Messages accepted so far.
 SELECT count(*) FROM fairlane.messages
+
+-- name: create_message_shaped_table
+-- The floor: a table shaped like fairlane.messages (columns, defaults, indexes), without rules.
+CREATE TABLE IF NOT EXISTS public.bench_messages (LIKE fairlane.messages INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)
+
+-- name: truncate_message_shaped_table
+-- Empty the floor table between runs.
+TRUNCATE public.bench_messages
+
+-- name: insert_select_message_shaped
+-- INSERT ... SELECT of the same rows, already resolved, into the message-shaped table.
+INSERT INTO public.bench_messages (tenant_id, queue_id, status, recipient, body, segments, encoding, expires_at)
+SELECT i %% %(tenants)s, i %% %(tenants)s, 'queued', '+1555' || lpad(i::text, 7, '0'), 'Your code is ' || i,
+       1, 'GSM-7', now() + interval '10 hours'
+FROM generate_series(1, %(rows)s) i
