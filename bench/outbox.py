@@ -38,7 +38,11 @@ def _recreate(dsn: str) -> str:
         "gateways": [{"name": "null", "kind": "http", "url": "http://127.0.0.1:9/"}],
         "destinations": [{"code": "BENCH", "gateway": "null", "rate": 100000, "max_drain_seconds": 36000}],
         "tenants": [
-            {"name": f"bench{i}", "tenant_set": "bench", "senders": [{"address": "55500", "type": "short_code"}]}
+            {
+                "name": f"bench{i}",
+                "tenant_set": "bench",
+                "senders": [{"address": "55500", "type": "short_code"}],
+            }
             for i in range(TENANTS)
         ],
         "routes": [{"prefix": "+1", "sender_type": "short_code", "destination": "BENCH"}],
@@ -101,7 +105,9 @@ def main(dsn: str, rows: int = 100_000) -> None:
         print(f"{method:<18} bare {bare:>10,.0f} rows/s   outbox {outbox:>10,.0f} rows/s   ratio {outbox / bare:.2f}")
     floor = statistics.median(results["message-shaped INSERT"])
     bare = statistics.median(results["bare INSERT ... SELECT"])
-    print(f"floor: storing resolved rows in a messages-shaped table (same indexes, no rules, no events) runs at "
-          f"{floor:,.0f} rows/s, {floor / bare:.2f} of the bare table")
+    print(
+        f"floor: storing resolved rows in a messages-shaped table (same indexes, no rules, no events) runs at "
+        f"{floor:,.0f} rows/s, {floor / bare:.2f} of the bare table"
+    )
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')

@@ -180,7 +180,9 @@ def parse(data: Mapping[str, Any]) -> Configuration:
     for r in root.tables("destinations"):
         allocations = []
         for a in r.tables("allocations"):
-            allocation = Allocation(a.text("tenant_set", required=True), a.number("weight", None), a.number("rate", None))
+            allocation = Allocation(
+                a.text("tenant_set", required=True), a.number("weight", None), a.number("rate", None)
+            )
             if (allocation.weight is None) == (allocation.rate is None):
                 raise ConfigError(f"{a.path} must have exactly one of weight and rate")
             allocations.append(allocation)
@@ -201,7 +203,13 @@ def parse(data: Mapping[str, Any]) -> Configuration:
     for r in root.tables("tenants"):
         senders = []
         for s in r.tables("senders"):
-            senders.append(Sender(s.text("address", required=True), s.choice("type", SENDER_TYPES), s.number("rate_cap", None)))
+            senders.append(
+                Sender(
+                    s.text("address", required=True),
+                    s.choice("type", SENDER_TYPES),
+                    s.number("rate_cap", None),
+                )
+            )
             s.done()
         tenants.append(
             Tenant(
@@ -218,10 +226,22 @@ def parse(data: Mapping[str, Any]) -> Configuration:
     if "routes" in data:
         routes = []
         for r in root.tables("routes"):
-            routes.append(Route(r.text("prefix", required=True), r.choice("sender_type", SENDER_TYPES), r.text("destination", required=True)))
+            routes.append(
+                Route(
+                    r.text("prefix", required=True),
+                    r.choice("sender_type", SENDER_TYPES),
+                    r.text("destination", required=True),
+                )
+            )
             r.done()
     root.done()
-    return Configuration(tuple(tenant_sets), tuple(gateways), tuple(destinations), tuple(tenants), tuple(routes) if routes is not None else None)
+    return Configuration(
+        tuple(tenant_sets),
+        tuple(gateways),
+        tuple(destinations),
+        tuple(tenants),
+        tuple(routes) if routes is not None else None,
+    )
 
 
 # --- applying ----------------------------------------------------------------------------------------
@@ -239,8 +259,16 @@ def _differences(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[
     return [f"{key} {current[key]} -> {value}" for key, value in wanted.items() if current[key] != value]
 
 
-def _upsert(cursor: psycopg.Cursor[Any], result: Result, kind: str, label: str,
-            select: str, upsert: str, key: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+def _upsert(
+    cursor: psycopg.Cursor[Any],
+    result: Result,
+    kind: str,
+    label: str,
+    select: str,
+    upsert: str,
+    key: Mapping[str, Any],
+    wanted: Mapping[str, Any],
+) -> bool:
     """Create or update one entity; record the change; return True when it was created."""
     q = queries.load("configuration")
     current = cursor.execute(q[select], key).fetchone()
@@ -271,9 +299,21 @@ def apply(connection: psycopg.Connection[Any], configuration: Configuration) -> 
                     f"updated tenant set {tenant_set.name}: weight {current['weight']} -> {tenant_set.weight}"
                 )
         for gateway in configuration.gateways:
-            _upsert(cursor, result, "gateway", gateway.name, "gateway", "upsert_gateway", {"name": gateway.name},
-                    {"kind": gateway.kind, "url": gateway.url, "timeout_seconds": gateway.timeout_seconds,
-                     "max_in_flight": gateway.max_in_flight})
+            _upsert(
+                cursor,
+                result,
+                "gateway",
+                gateway.name,
+                "gateway",
+                "upsert_gateway",
+                {"name": gateway.name},
+                {
+                    "kind": gateway.kind,
+                    "url": gateway.url,
+                    "timeout_seconds": gateway.timeout_seconds,
+                    "max_in_flight": gateway.max_in_flight,
+                },
+            )
         for destination in configuration.destinations:
             _apply_destination(cursor, result, destination)
         for tenant in configuration.tenants:
@@ -290,17 +330,36 @@ def _require(cursor: psycopg.Cursor[Any], query: str, params: Mapping[str, Any],
 
 def _apply_destination(cursor: psycopg.Cursor[Any], result: Result, destination: Destination) -> None:
     q = queries.load("configuration")
-    _require(cursor, "gateway", {"name": destination.gateway},
-             f"destination {destination.code}: unknown gateway {destination.gateway!r}")
-    _upsert(cursor, result, "destination", destination.code, "destination", "upsert_destination",
-            {"code": destination.code},
-            {"gateway": destination.gateway, "rate": destination.rate, "burst": destination.burst,
-             "max_drain_seconds": destination.max_drain_seconds,
-             "default_validity_seconds": destination.default_validity_seconds})
+    _require(
+        cursor,
+        "gateway",
+        {"name": destination.gateway},
+        f"destination {destination.code}: unknown gateway {destination.gateway!r}",
+    )
+    _upsert(
+        cursor,
+        result,
+        "destination",
+        destination.code,
+        "destination",
+        "upsert_destination",
+        {"code": destination.code},
+        {
+            "gateway": destination.gateway,
+            "rate": destination.rate,
+            "burst": destination.burst,
+            "max_drain_seconds": destination.max_drain_seconds,
+            "default_validity_seconds": destination.default_validity_seconds,
+        },
+    )
     current = {row["tenant_set"]: row for row in cursor.execute(q["allocations"], {"code": destination.code})}
     for allocation in destination.allocations:
-        _require(cursor, "tenant_set", {"name": allocation.tenant_set},
-                 f"destination {destination.code}: unknown tenant set {allocation.tenant_set!r}")
+        _require(
+            cursor,
+            "tenant_set",
+            {"name": allocation.tenant_set},
+            f"destination {destination.code}: unknown tenant set {allocation.tenant_set!r}",
+        )
         wanted = {"weight": allocation.weight, "rate": allocation.rate}
         params = {"code": destination.code, "tenant_set": allocation.tenant_set, **wanted}
         existing = current.pop(allocation.tenant_set, None)
@@ -320,19 +379,37 @@ def _apply_destination(cursor: psycopg.Cursor[Any], result: Result, destination:
 
 def _apply_tenant(cursor: psycopg.Cursor[Any], result: Result, tenant: Tenant) -> None:
     q = queries.load("configuration")
-    _require(cursor, "tenant_set", {"name": tenant.tenant_set},
-             f"tenant {tenant.name}: unknown tenant set {tenant.tenant_set!r}")
-    created = _upsert(cursor, result, "tenant", tenant.name, "tenant", "upsert_tenant", {"name": tenant.name},
-                      {"tenant_set": tenant.tenant_set, "weight": tenant.weight,
-                       "status_callback": tenant.status_callback})
+    _require(
+        cursor,
+        "tenant_set",
+        {"name": tenant.tenant_set},
+        f"tenant {tenant.name}: unknown tenant set {tenant.tenant_set!r}",
+    )
+    created = _upsert(
+        cursor,
+        result,
+        "tenant",
+        tenant.name,
+        "tenant",
+        "upsert_tenant",
+        {"name": tenant.name},
+        {"tenant_set": tenant.tenant_set, "weight": tenant.weight, "status_callback": tenant.status_callback},
+    )
     if created:
         api_key = new_api_key()
         cursor.execute(q["insert_api_key"], {"tenant": tenant.name, "key_hash": hash_api_key(api_key)})
         result.api_keys[tenant.name] = api_key
     for sender in tenant.senders:
-        _upsert(cursor, result, "sender", f"{tenant.name}/{sender.address}", "sender", "upsert_sender",
-                {"tenant": tenant.name, "address": sender.address},
-                {"type": sender.type, "rate_cap": sender.rate_cap})
+        _upsert(
+            cursor,
+            result,
+            "sender",
+            f"{tenant.name}/{sender.address}",
+            "sender",
+            "upsert_sender",
+            {"tenant": tenant.name, "address": sender.address},
+            {"type": sender.type, "rate_cap": sender.rate_cap},
+        )
     if tenant.db_role is not None:
         changed = cursor.execute(q["grant_tenant_role"], {"tenant": tenant.name, "role": tenant.db_role}).fetchone()
         if changed is not None and changed["changed"]:
@@ -350,8 +427,12 @@ def _apply_routes(cursor: psycopg.Cursor[Any], result: Result, routes: Sequence[
     for (prefix, sender_type), destination in wanted.items():
         if current.get((prefix, sender_type)) == destination:
             continue
-        _require(cursor, "destination", {"code": destination},
-                 f"route {prefix} {sender_type}: unknown destination {destination!r}")
+        _require(
+            cursor,
+            "destination",
+            {"code": destination},
+            f"route {prefix} {sender_type}: unknown destination {destination!r}",
+        )
         cursor.execute(q["upsert_route"], {"prefix": prefix, "sender_type": sender_type, "destination": destination})
         verb = "created" if (prefix, sender_type) not in current else "updated"
         result.changes.append(f"{verb} route {prefix} {sender_type} -> {destination}")

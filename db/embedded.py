@@ -1,13 +1,15 @@
 """The embedded PostgreSQL server (the ``pgserver`` package) that fairlane uses when DATABASE_URL is unset.
 
-The server runs from a data directory, is reused by later starts, and is stopped by ``stop`` (or by the
-process that started it, when asked to). Running as root works: pgserver then runs the server as its own
-system user.
+The server runs from a data directory, listens only on a Unix socket inside it, is reused by later starts
+and keeps running until ``stop``. Running as root works: pgserver then runs the server as its own system
+user ``pgserver``. fairlane's tables live in a database named ``fairlane``.
 """
 
 import logging
+import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -15,7 +17,7 @@ DATABASE = "fairlane"
 logger = logging.getLogger(__name__)
 
 
-def _pgserver():  # type: ignore[no-untyped-def]
+def _pgserver() -> Any:
     # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (root shells, CI): harmless here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -33,7 +35,10 @@ def start(data_dir: Path) -> str:
     with psycopg.connect(server.get_uri(), autocommit=True) as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
         if exists is None:
-            connection.execute(f'CREATE DATABASE "{DATABASE}"')
+            try:
+                connection.execute(f'CREATE DATABASE "{DATABASE}"')
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another fairlane process created it a moment ago
     dsn: str = server.get_uri(DATABASE)
     logger.info("embedded postgresql ready", extra={"data_dir": str(data_dir), "dsn": dsn})
     return dsn
@@ -68,6 +73,4 @@ def stop(data_dir: Path) -> bool:
 
 
 def _server_user() -> str | None:
-    import os
-
     return "pgserver" if os.geteuid() == 0 else None

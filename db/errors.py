@@ -4,10 +4,10 @@ fairlane's own rules raise SQLSTATE class FL (sql/functions/errors_v1.sql) with 
 stable error code, the field, the value and the row; the API maps ``FairlaneError.code`` to HTTP.
 """
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +89,9 @@ def translate() -> Iterator[None]:
         yield
     except psycopg.Error as error:
         diag = error.diag
-        translated = from_diagnostic(error.sqlstate, diag.message_primary or str(error), diag.message_detail,
-                                     diag.constraint_name)
+        translated = from_diagnostic(
+            error.sqlstate, diag.message_primary or str(error), diag.message_detail, diag.constraint_name
+        )
         if translated is None:
             raise
         raise translated from error

@@ -5,10 +5,10 @@ statement. Files used by psycopg (tools) take ``%(name)s`` parameters; files use
 """
 
 import re
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "sql" / "queries"
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

@@ -158,9 +158,7 @@ queues = Table(
     Column("queued_count", Integer, nullable=False, server_default=text("0")),
     Column("queued_segments", BigInteger, nullable=False, server_default=text("0")),
     _created_at(),
-    UniqueConstraint(
-        "tenant_id", "destination_id", "sender_id", name="queues_tenant_id_destination_id_sender_id_key"
-    ),
+    UniqueConstraint("tenant_id", "destination_id", "sender_id", name="queues_tenant_id_destination_id_sender_id_key"),
     UniqueConstraint("id", "tenant_id", name="queues_id_tenant_id_key"),
     ForeignKeyConstraint(
         ["sender_id", "tenant_id"],

@@ -73,7 +73,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         print()
         _stats(database.dsn)
         print(f"database: {database.dsn}")
-        print("psql:     fairlane db psql    (or: psql \"$(fairlane db url)\")")
+        print('psql:     fairlane db psql    (or: psql "$(fairlane db url)")')
         print("fairlane is up; Ctrl-C stops it")
         sys.stdout.flush()
         stop = threading.Event()
@@ -95,8 +95,10 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     database = open_database(settings)
     if database.started_embedded:
-        print(f"started the embedded PostgreSQL in {settings.data_dir} (stop it with `fairlane db stop`)",
-              file=sys.stderr)
+        print(
+            f"started the embedded PostgreSQL in {settings.data_dir} (stop it with `fairlane db stop`)",
+            file=sys.stderr,
+        )
     if args.action == "upgrade":
         migrate.upgrade(database.dsn, args.revision or "head")
         print(f"database at revision {args.revision or migrate.head_revision()}")

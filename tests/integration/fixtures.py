@@ -20,8 +20,16 @@ BASIC = {
                 {"address": "+15550100001", "type": "long_code"},
             ],
         },
-        {"name": "globex", "tenant_set": "retail", "senders": [{"address": "+15550100002", "type": "long_code"}]},
-        {"name": "initech", "tenant_set": "retail", "senders": [{"address": "INITECH", "type": "alphanumeric"}]},
+        {
+            "name": "globex",
+            "tenant_set": "retail",
+            "senders": [{"address": "+15550100002", "type": "long_code"}],
+        },
+        {
+            "name": "initech",
+            "tenant_set": "retail",
+            "senders": [{"address": "INITECH", "type": "alphanumeric"}],
+        },
         {"name": "hooli", "tenant_set": "retail"},
     ],
     "routes": [
@@ -39,7 +47,14 @@ def apply_basic(connection, **overrides) -> configuration.Result:
 
 
 OUTBOX_COLUMNS = (
-    "tenant", "recipient", "body", "sender", "destination", "idempotency_key", "send_at", "validity_seconds",
+    "tenant",
+    "recipient",
+    "body",
+    "sender",
+    "destination",
+    "idempotency_key",
+    "send_at",
+    "validity_seconds",
     "status_callback",
 )
 
@@ -52,13 +67,9 @@ def submit(connection, **fields) -> int:
 
 def insert_outbox(connection, rows: list[dict]) -> None:
     """One multi-row INSERT ... VALUES into fairlane.outbox."""
-    placeholders = ", ".join(
-        "(" + ", ".join(f"%(r{i}_{c})s" for c in OUTBOX_COLUMNS) + ")" for i in range(len(rows))
-    )
+    placeholders = ", ".join("(" + ", ".join(f"%(r{i}_{c})s" for c in OUTBOX_COLUMNS) + ")" for i in range(len(rows)))
     params = {f"r{i}_{c}": row.get(c) for i, row in enumerate(rows) for c in OUTBOX_COLUMNS}
-    connection.execute(
-        f"INSERT INTO fairlane.outbox ({', '.join(OUTBOX_COLUMNS)}) VALUES {placeholders}", params
-    )
+    connection.execute(f"INSERT INTO fairlane.outbox ({', '.join(OUTBOX_COLUMNS)}) VALUES {placeholders}", params)
 
 
 def error_detail(error) -> dict:

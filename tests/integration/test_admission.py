@@ -90,7 +90,9 @@ def test_acceptance_resumes_when_the_quota_grows(conn):
         _send(conn)
     with pytest.raises(psycopg.Error):
         _send(conn)
-    destinations = [{**d, "rate": 20, "max_drain_seconds": 10} if d["code"] == "US-LC" else d for d in BASIC["destinations"]]
+    destinations = [
+        {**d, "rate": 20, "max_drain_seconds": 10} if d["code"] == "US-LC" else d for d in BASIC["destinations"]
+    ]
     configuration.apply(conn, configuration.parse({**BASIC, "destinations": destinations}))
     _send(conn)
     assert conn.execute("SELECT admission FROM fairlane.queue_state WHERE tenant = 'globex'").fetchone()[0] == "open"

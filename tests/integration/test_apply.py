@@ -53,7 +53,8 @@ def test_changes_are_listed(conn):
         "deleted route +4420 alphanumeric -> GB",
     ]
     result = configuration.apply(
-        conn, configuration.parse({**changed, "destinations": BASIC["destinations"], "routes": BASIC["routes"][:2]})
+        conn,
+        configuration.parse({**changed, "destinations": BASIC["destinations"], "routes": BASIC["routes"][:2]}),
     )
     assert result.changes == ["updated destination US-SC: rate 200 -> 100", "deleted allocation US-SC/retail"]
 
@@ -61,10 +62,19 @@ def test_changes_are_listed(conn):
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"tenant_sets": [{"name": "a", "weight": -1}]}, "config.tenant_sets[0].weight must be a number above 0, got -1"),
+        (
+            {"tenant_sets": [{"name": "a", "weight": -1}]},
+            "config.tenant_sets[0].weight must be a number above 0, got -1",
+        ),
         ({"tenant_sets": [{"weight": 1}]}, "config.tenant_sets[0].name is required"),
-        ({"tenant_sets": [{"name": "a", "colour": "red"}]}, "config.tenant_sets[0] has unknown field 'colour'"),
-        ({"gateways": [{"name": "g", "kind": "pigeon", "url": "http://x"}]}, "config.gateways[0].kind must be one of"),
+        (
+            {"tenant_sets": [{"name": "a", "colour": "red"}]},
+            "config.tenant_sets[0] has unknown field 'colour'",
+        ),
+        (
+            {"gateways": [{"name": "g", "kind": "pigeon", "url": "http://x"}]},
+            "config.gateways[0].kind must be one of",
+        ),
         (
             {"destinations": [{"code": "X", "gateway": "g", "rate": 1, "burst": -1}]},
             "config.destinations[0].burst must be an integer in 0..",
@@ -77,7 +87,10 @@ def test_changes_are_listed(conn):
             {"tenants": [{"name": "t", "tenant_set": "s", "senders": [{"address": "1", "type": "pager"}]}]},
             "config.tenants[0].senders[0].type must be one of",
         ),
-        ({"routes": [{"prefix": "+1", "sender_type": "long_code"}]}, "config.routes[0].destination is required"),
+        (
+            {"routes": [{"prefix": "+1", "sender_type": "long_code"}]},
+            "config.routes[0].destination is required",
+        ),
         ({"extra": 1}, "config has unknown field 'extra'"),
     ],
 )
@@ -91,8 +104,14 @@ def test_parse_errors_name_the_field(document, message):
     ("document", "message"),
     [
         ({"tenants": [{"name": "t", "tenant_set": "nope"}]}, "tenant t: unknown tenant set 'nope'"),
-        ({"destinations": [{"code": "X", "gateway": "nope", "rate": 1}]}, "destination X: unknown gateway 'nope'"),
-        ({"routes": [{"prefix": "+1", "sender_type": "long_code", "destination": "NOPE"}]}, "route +1 long_code: unknown destination 'NOPE'"),
+        (
+            {"destinations": [{"code": "X", "gateway": "nope", "rate": 1}]},
+            "destination X: unknown gateway 'nope'",
+        ),
+        (
+            {"routes": [{"prefix": "+1", "sender_type": "long_code", "destination": "NOPE"}]},
+            "route +1 long_code: unknown destination 'NOPE'",
+        ),
     ],
 )
 def test_unknown_references(conn, document, message):

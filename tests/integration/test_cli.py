@@ -62,8 +62,10 @@ def _run_session(run, tmp_path):
 
         stats = _fairlane("stats", cwd=tmp_path)
         assert stats.returncode == 0
-        assert any(line.split()[:5] == ["US-10DLC", "self-serve", "demo", "+15550100002", "1000"]
-                   for line in stats.stdout.splitlines())
+        assert any(
+            line.split()[:5] == ["US-10DLC", "self-serve", "demo", "+15550100002", "1000"]
+            for line in stats.stdout.splitlines()
+        )
 
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=60) == 0

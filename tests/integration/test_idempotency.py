@@ -8,7 +8,12 @@ import pytest
 
 from tests.integration.fixtures import apply_basic, error_detail, insert_outbox, submit
 
-MESSAGE = {"tenant": "acme", "recipient": "+15551234567", "body": "your code is 1234", "idempotency_key": "k-1"}
+MESSAGE = {
+    "tenant": "acme",
+    "recipient": "+15551234567",
+    "body": "your code is 1234",
+    "idempotency_key": "k-1",
+}
 
 
 def _messages(conn):
@@ -30,7 +35,11 @@ def test_mismatch(conn):
         submit(conn, **{**MESSAGE, "body": "your code is 9999"})
     detail = error_detail(raised.value)
     assert raised.value.sqlstate == "FL422"
-    assert (detail["code"], detail["field"], detail["value"]) == ("idempotency_mismatch", "idempotency_key", "k-1")
+    assert (detail["code"], detail["field"], detail["value"]) == (
+        "idempotency_mismatch",
+        "idempotency_key",
+        "k-1",
+    )
     assert _messages(conn) == 1
 
 

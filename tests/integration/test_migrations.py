@@ -27,33 +27,40 @@ def _only_fairlane(name, type_, parent_names):
     return True
 
 
+CATALOG = """
+SELECT 'rel', c.relname || ':' || c.relkind::text || ':' || c.relpersistence::text || ':'
+              || coalesce(array_to_string(c.reloptions, ','), '')
+FROM pg_class c WHERE c.relnamespace = 'fairlane'::regnamespace
+UNION ALL
+SELECT 'col', a.attrelid::regclass || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod)
+              || ':' || a.attnotnull
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+WHERE c.relnamespace = 'fairlane'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'con', conname || ':' || pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = 'fairlane'::regnamespace
+UNION ALL
+SELECT 'idx', indexdef FROM pg_indexes WHERE schemaname = 'fairlane'
+UNION ALL
+SELECT 'fn', p.oid::regprocedure || ':' || md5(p.prosrc)
+FROM pg_proc p WHERE p.pronamespace = 'fairlane'::regnamespace
+UNION ALL
+SELECT 'view', viewname || ':' || md5(definition) FROM pg_views WHERE schemaname = 'fairlane'
+UNION ALL
+SELECT 'trg', tgname || ':' || pg_get_triggerdef(t.oid)
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE c.relnamespace = 'fairlane'::regnamespace AND NOT t.tgisinternal
+UNION ALL
+SELECT 'pol', policyname || ':' || tablename || ':' || coalesce(qual, '')
+FROM pg_policies WHERE schemaname = 'fairlane'
+ORDER BY 1, 2
+"""
+
+
 def _catalog(conn):
     """A fingerprint of everything in schema fairlane: relations, columns, constraints, indexes, functions,
     views, triggers and policies."""
-    return conn.execute(
-        """
-        SELECT 'rel', c.relname || ':' || c.relkind::text || ':' || c.relpersistence::text || ':' || coalesce(array_to_string(c.reloptions, ','), '')
-        FROM pg_class c WHERE c.relnamespace = 'fairlane'::regnamespace
-        UNION ALL
-        SELECT 'col', a.attrelid::regclass || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod) || ':' || a.attnotnull
-        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-        WHERE c.relnamespace = 'fairlane'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
-        UNION ALL
-        SELECT 'con', conname || ':' || pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = 'fairlane'::regnamespace
-        UNION ALL
-        SELECT 'idx', indexdef FROM pg_indexes WHERE schemaname = 'fairlane'
-        UNION ALL
-        SELECT 'fn', p.oid::regprocedure || ':' || md5(p.prosrc) FROM pg_proc p WHERE p.pronamespace = 'fairlane'::regnamespace
-        UNION ALL
-        SELECT 'view', viewname || ':' || md5(definition) FROM pg_views WHERE schemaname = 'fairlane'
-        UNION ALL
-        SELECT 'trg', tgname || ':' || pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-        WHERE c.relnamespace = 'fairlane'::regnamespace AND NOT t.tgisinternal
-        UNION ALL
-        SELECT 'pol', policyname || ':' || tablename || ':' || coalesce(qual, '') FROM pg_policies WHERE schemaname = 'fairlane'
-        ORDER BY 1, 2
-        """
-    ).fetchall()
+    return conn.execute(CATALOG).fetchall()
 
 
 def test_upgrade_matches_declared_metadata(dsn):

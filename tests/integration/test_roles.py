@@ -31,10 +31,16 @@ def test_each_role_submits_and_reads_only_its_own(conn, roles):
     acme, globex = roles["acme"], roles["globex"]
     acme_id = submit(acme, tenant="acme", recipient="+15551234567", body="from acme")
     insert_outbox(globex, [{"tenant": "globex", "recipient": "+15551234567", "body": "from globex"}] * 2)
-    with acme.cursor() as cursor, cursor.copy("COPY fairlane.outbox (tenant, recipient, body) FROM STDIN") as copy:
+    with (
+        acme.cursor() as cursor,
+        cursor.copy("COPY fairlane.outbox (tenant, recipient, body) FROM STDIN") as copy,
+    ):
         copy.write_row(("acme", "+15557654321", "copied"))
     assert conn.execute("SELECT count(*) FROM fairlane.messages").fetchone()[0] == 4
-    assert [r[0] for r in acme.execute("SELECT body FROM fairlane.messages ORDER BY id")] == ["from acme", "copied"]
+    assert [r[0] for r in acme.execute("SELECT body FROM fairlane.messages ORDER BY id")] == [
+        "from acme",
+        "copied",
+    ]
     assert [r[0] for r in globex.execute("SELECT body FROM fairlane.messages")] == ["from globex"] * 2
     assert globex.execute("SELECT count(*) FROM fairlane.messages WHERE id = %s", (acme_id,)).fetchone()[0] == 0
     assert acme.execute("SELECT count(*) FROM fairlane.message_events").fetchone()[0] == 2
@@ -49,7 +55,10 @@ def test_a_role_cannot_submit_for_another_tenant(conn, roles):
         insert_outbox(roles["globex"], [own, {**own, "tenant": "acme"}])
     assert raised.value.sqlstate == "FL403"
     with pytest.raises(psycopg.Error) as raised:
-        with roles["acme"].cursor() as cursor, cursor.copy("COPY fairlane.outbox (tenant, recipient, body) FROM STDIN") as copy:
+        with (
+            roles["acme"].cursor() as cursor,
+            cursor.copy("COPY fairlane.outbox (tenant, recipient, body) FROM STDIN") as copy,
+        ):
             copy.write_row(("globex", "+15557654321", "copied"))
     assert raised.value.sqlstate == "FL403"
     assert conn.execute("SELECT count(*) FROM fairlane.messages").fetchone()[0] == 0

@@ -44,7 +44,10 @@ def test_longest_prefix_wins(conn, recipient, destination):
 def test_sender_type_selects_the_route(conn):
     apply_basic(conn, routes=ROUTES)
     # acme has a short code and a long code: +1 has a short-code route (length 2) beating '+' (length 1)
-    assert _destination(conn, submit(conn, tenant="acme", recipient="+15551234567", body="x")) == ("US-SC", "55501")
+    assert _destination(conn, submit(conn, tenant="acme", recipient="+15551234567", body="x")) == (
+        "US-SC",
+        "55501",
+    )
     # +44: only long-code routes match, so acme's long code is chosen
     assert _destination(conn, submit(conn, tenant="acme", recipient="+442071234567", body="x")) == (
         "GB",

@@ -37,7 +37,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("body", "encoding", "segments"), CASES, ids=[f"{c[1]}-{len(c[0])}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("body", "encoding", "segments"), CASES, ids=[f"{c[1]}-{len(c[0])}-{i}" for i, c in enumerate(CASES)]
+)
 def test_segments(conn, body, encoding, segments):
     assert conn.execute("SELECT fairlane.segments_v1(%s)", (body,)).fetchone()[0] == segments
 

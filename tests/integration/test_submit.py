@@ -31,7 +31,13 @@ CASES = [
     ({"send_at": NOW - dt.timedelta(hours=1)}, "FL400", "invalid_request", "send_at", None),
     ({"validity_seconds": 0}, "FL400", "invalid_request", "validity_seconds", "0"),
     ({"validity_seconds": 36001}, "FL400", "invalid_request", "validity_seconds", "36001"),
-    ({"status_callback": "ftp://example.com"}, "FL400", "invalid_request", "status_callback", "ftp://example.com"),
+    (
+        {"status_callback": "ftp://example.com"},
+        "FL400",
+        "invalid_request",
+        "status_callback",
+        "ftp://example.com",
+    ),
     ({"status_callback": "https://a b"}, "FL400", "invalid_request", "status_callback", "https://a b"),
     ({"idempotency_key": ""}, "FL400", "invalid_request", "idempotency_key", ""),
     ({"idempotency_key": "k" * 256}, "FL400", "invalid_request", "idempotency_key", "k" * 100),
@@ -70,8 +76,14 @@ def test_rule(conn, path, overrides, sqlstate, code, field, value):
 
 def test_valid_message_fields(conn):
     apply_basic(conn)
-    message_id = submit(conn, tenant="acme", recipient="+15551234567", body="hello", validity_seconds=60,
-                        status_callback="https://example.com/cb")
+    message_id = submit(
+        conn,
+        tenant="acme",
+        recipient="+15551234567",
+        body="hello",
+        validity_seconds=60,
+        status_callback="https://example.com/cb",
+    )
     row = conn.execute(
         """SELECT m.status, m.segments, m.encoding, d.code, s.address, m.status_callback,
                   round(extract(epoch FROM m.expires_at - m.created_at))
