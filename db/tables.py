@@ -6,6 +6,7 @@ The migrations are the source of truth; a test checks that this metadata and the
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Identity,
@@ -159,7 +160,13 @@ queues = Table(
     Column("queued_segments", BigInteger, nullable=False, server_default=text("0")),
     _created_at(),
     UniqueConstraint("tenant_id", "destination_id", "sender_id", name="queues_tenant_id_destination_id_sender_id_key"),
+    Column("vtime", Float, nullable=False, server_default=text("0")),
+    Column("portion", Float),
+    Column("not_before", TIMESTAMPTZ),
+    Column("recent_rate", Float, nullable=False, server_default=text("0")),
+    Column("rate_at", TIMESTAMPTZ),
     UniqueConstraint("id", "tenant_id", name="queues_id_tenant_id_key"),
+    Index("queues_claim_idx", "destination_id", "vtime", "id", postgresql_where=text("queued_count > 0")),
     ForeignKeyConstraint(
         ["sender_id", "tenant_id"],
         ["senders.id", "senders.tenant_id"],
@@ -190,6 +197,8 @@ messages = Table(
     Column("error_message", Text),
     _created_at(),
     Column("updated_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("available_at", TIMESTAMPTZ),
+    Column("claim_id", BigInteger),
     ForeignKeyConstraint(
         ["queue_id", "tenant_id"],
         ["queues.id", "queues.tenant_id"],
@@ -198,7 +207,24 @@ messages = Table(
     Index("messages_ready_idx", "queue_id", "id", postgresql_where=text("status = 'queued'")),
     Index("messages_scheduled_idx", "send_at", postgresql_where=text("status = 'scheduled'")),
     Index("messages_tenant_id_idx", "tenant_id", "id"),
+    Index("messages_lease_idx", "lease_until", postgresql_where=text("status = 'sending'")),
     postgresql_with={"fillfactor": 90},
+)
+
+destination_state = Table(
+    "destination_state",
+    metadata,
+    Column("destination_id", BigInteger, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", TIMESTAMPTZ, nullable=False),
+    Column("rate_factor", Float, nullable=False, server_default=text("1")),
+    Column("throttled_at", TIMESTAMPTZ),
+    Column("virtual_time", Float, nullable=False, server_default=text("0")),
+    Column("shares_version", BigInteger, nullable=False, server_default=text("1")),
+    Column("portions_version", BigInteger, nullable=False, server_default=text("0")),
+    Column("recent_rate", Float, nullable=False, server_default=text("0")),
+    Column("rate_at", TIMESTAMPTZ),
+    postgresql_with={"fillfactor": 50},
 )
 
 message_events = Table(

@@ -254,7 +254,9 @@ def upgrade() -> None:
         "functions/portions_v1.sql",
         "functions/roles_v1.sql",
         "functions/accept_v1.sql",
-        "views/inspection_v1.sql",
+        "views/queue_state_v1.sql",
+        "views/destination_load_v1.sql",
+        "views/tenant_usage_v1.sql",
     ):
         execute_sql(connection, read_sql(path))
     execute_sql(connection, TRIGGERS_AND_SECURITY)

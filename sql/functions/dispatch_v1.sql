@@ -1,0 +1,455 @@
+-- Dispatch (SPEC §2-§4): queue membership, the claim (scores and pacing inside one transaction),
+-- completion, retries, lease rescue, scheduled promotion and throttle back-off.
+--
+-- Scoring is start-time fair queueing over the destination's active queues: each queue carries a virtual
+-- time `vtime` (seconds) that advances by segments / portion whenever it is served; the claim serves the
+-- lowest virtual times first, so backlogged queues receive segments in proportion to their portions.
+-- destination_state.virtual_time is the highest virtual time served so far; a queue that (re)activates
+-- starts there, so an idle queue banks no credit. The functions take `at` (default clock_timestamp()) so
+-- tests can drive time.
+
+CREATE TYPE fairlane.claimed_message_v1 AS (
+    message_id bigint,
+    claim_id bigint,
+    tenant text,
+    destination text,
+    sender text,
+    recipient text,
+    body text,
+    segments integer,
+    expires_at timestamptz,
+    attempts integer
+);
+
+-- A queue joins (queued_count 0 -> n) or leaves (n -> 0) its destination's active set: a joining queue
+-- starts at the destination's virtual time, and the destination's shares_version moves on, so the next
+-- claim recomputes the portions (portions_version catches up with the shares_version it computed from).
+CREATE FUNCTION fairlane.queue_membership_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.queued_count > 0 THEN
+        NEW.vtime := greatest(NEW.vtime, (
+            SELECT s.virtual_time FROM fairlane.destination_state s WHERE s.destination_id = NEW.destination_id));
+    ELSE
+        NEW.portion := NULL;
+    END IF;
+    UPDATE fairlane.destination_state s SET shares_version = s.shares_version + 1
+    WHERE s.destination_id = NEW.destination_id;
+    RETURN NEW;
+END
+$$;
+
+-- Configuration that changes shares (weights, allocations, caps, quotas, senders) makes every
+-- destination's portions stale.
+CREATE FUNCTION fairlane.shares_changed_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE fairlane.destination_state s SET shares_version = s.shares_version + 1;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION fairlane.destination_created_v1() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fairlane.destination_state (destination_id, tokens, refilled_at)
+    VALUES (NEW.id, greatest(NEW.burst, 1), clock_timestamp());
+    RETURN NULL;
+END
+$$;
+
+-- Put messages back in their queues (or expire them when their validity has passed): after a retryable
+-- error, a throttle, a release at shutdown, an expired lease or when a scheduled time arrives.
+-- Queue counters are updated with the queues locked in id order.
+CREATE FUNCTION fairlane.requeue_v1(message_ids bigint[], ready_at timestamptz[], reason text, at_time timestamptz)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    WITH moved AS (
+        UPDATE fairlane.messages m
+        SET status = CASE WHEN m.expires_at <= at_time THEN 'expired' ELSE 'queued' END,
+            available_at = u.ready_at, claim_id = NULL, lease_until = NULL, updated_at = at_time
+        FROM unnest(message_ids, ready_at) AS u(id, ready_at)
+        WHERE m.id = u.id
+        RETURNING m.id, m.tenant_id, m.queue_id, m.segments, m.status
+    ),
+    events AS (
+        INSERT INTO fairlane.message_events (message_id, tenant_id, status, at, detail)
+        SELECT mv.id, mv.tenant_id, mv.status, at_time, jsonb_build_object('reason', reason) FROM moved mv
+    ),
+    counts AS (
+        SELECT mv.queue_id, count(*) AS messages, sum(mv.segments) AS segments
+        FROM moved mv WHERE mv.status = 'queued' GROUP BY mv.queue_id
+    ),
+    locked AS (
+        SELECT q.id FROM fairlane.queues q WHERE q.id IN (SELECT c.queue_id FROM counts c)
+        ORDER BY q.id FOR NO KEY UPDATE
+    )
+    UPDATE fairlane.queues q
+    SET queued_count = q.queued_count + c.messages, queued_segments = q.queued_segments + c.segments
+    FROM counts c JOIN locked l ON l.id = c.queue_id
+    WHERE q.id = c.queue_id;
+END
+$$;
+
+-- Claim up to max_messages ready messages of one destination, never more segments than its token bucket
+-- holds (rate x AIMD factor, capacity max(burst, 1)); a message that may not go now is never claimed.
+--   1. estimate the tokens without locking the bucket; refresh stale portions;
+--   2. lock up to 8 eligible active queues with the lowest virtual time (ties: oldest head message, then
+--      lowest queue id), SKIP LOCKED so concurrent claimers take other queues;
+--   3. share the tokens among them by raising their virtual times to a common level (fluid fair queueing:
+--      queue i gets (level - vtime_i) x portion_i segments), and lock that many head messages of each
+--      through the ready index (FOR UPDATE SKIP LOCKED, LIMIT fenced);
+--   4. lock the bucket, take the tokens for what fits (a message may start while a token is left, so the
+--      bucket can go below zero by less than one message), lease those messages, expire the dead ones,
+--      advance the queues' virtual times, counters and rates, and the destination's.
+-- The bucket row is locked only from step 4 to commit.
+CREATE FUNCTION fairlane.claim_v1(destination bigint, max_messages integer, lease_seconds double precision,
+                                  at_time timestamptz DEFAULT NULL)
+RETURNS SETOF fairlane.claimed_message_v1
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ timestamptz := coalesce(at_time, clock_timestamp());
+    state record;
+    expected double precision;
+    budget double precision;
+    queue_ids bigint[];
+    queue_vtimes double precision[];
+    queue_portions double precision[];
+    n integer;
+    k integer;
+    sum_vr double precision := 0;
+    sum_r double precision := 0;
+    level double precision;
+    allowance double precision;
+    picked_ids bigint[] := '{}';
+    picked_queues bigint[] := '{}';
+    picked_segments integer[] := '{}';
+    picked_expired boolean[] := '{}';
+    room integer := max_messages;
+    available double precision;
+    factor double precision;
+    used double precision := 0;
+    take boolean[] := '{}';
+    claim bigint;
+    computed_version bigint;
+BEGIN
+    -- 1. Expected tokens (the real take is in step 4, under the bucket's lock).
+    SELECT s.tokens, s.refilled_at, s.rate_factor, s.throttled_at, s.shares_version, s.portions_version,
+           d.rate::double precision AS rate, greatest(d.burst, 1)::double precision AS capacity
+    INTO state
+    FROM fairlane.destination_state s JOIN fairlane.destinations d ON d.id = s.destination_id
+    WHERE s.destination_id = destination;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    expected := least(state.capacity, state.tokens
+        + state.rate * state.rate_factor * greatest(extract(epoch FROM now_ - state.refilled_at), 0));
+    IF expected < 1 THEN
+        RETURN;
+    END IF;
+    computed_version := state.portions_version;
+    IF state.shares_version > state.portions_version AND fairlane.refresh_portions_v1(destination) THEN
+        computed_version := state.shares_version;
+    END IF;
+
+    -- 2. Candidate queues, locked.
+    SELECT array_agg(c.id ORDER BY c.vtime, c.head, c.id),
+           array_agg(c.vtime ORDER BY c.vtime, c.head, c.id),
+           array_agg(coalesce(c.portion, state.rate) ORDER BY c.vtime, c.head, c.id)
+    INTO queue_ids, queue_vtimes, queue_portions
+    FROM (
+        SELECT q.id, q.vtime, q.portion, h.id AS head
+        FROM (
+            SELECT q.id, q.vtime, q.portion
+            FROM fairlane.queues q
+            WHERE q.destination_id = destination AND q.queued_count > 0
+              AND (q.not_before IS NULL OR q.not_before <= now_)
+            ORDER BY q.vtime, q.id
+            LIMIT 8
+            FOR UPDATE SKIP LOCKED
+        ) q
+        LEFT JOIN LATERAL (
+            SELECT m.id FROM fairlane.messages m
+            WHERE m.queue_id = q.id AND m.status = 'queued'
+            ORDER BY m.id LIMIT 1
+        ) h ON true
+    ) c;
+    n := coalesce(array_length(queue_ids, 1), 0);
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+
+    -- 3. Water level: the lowest `level` with sum over queues of max(0, level - vtime) x portion = budget.
+    budget := floor(expected);
+    FOR i IN 1..n LOOP
+        k := i;
+        sum_vr := sum_vr + queue_vtimes[i] * queue_portions[i];
+        sum_r := sum_r + queue_portions[i];
+        level := (budget + sum_vr) / sum_r;
+        EXIT WHEN i = n OR level <= queue_vtimes[i + 1];
+    END LOOP;
+    FOR i IN 1..k LOOP
+        EXIT WHEN room <= 0;
+        allowance := greatest((level - queue_vtimes[i]) * queue_portions[i], CASE WHEN i = 1 THEN 1 ELSE 0 END);
+        CONTINUE WHEN allowance < 0.5;
+        WITH picked AS (
+            SELECT m.id, m.segments, m.expires_at <= now_ AS expired
+            FROM fairlane.messages m
+            WHERE m.queue_id = queue_ids[i] AND m.status = 'queued'
+              AND (m.available_at IS NULL OR m.available_at <= now_)
+            ORDER BY m.id
+            LIMIT least(room, ceil(allowance)::integer)
+            FOR UPDATE SKIP LOCKED
+        ),
+        fitting AS (
+            SELECT p.*, coalesce(sum(p.segments) FILTER (WHERE NOT p.expired) OVER (ORDER BY p.id), 0) AS through
+            FROM picked p
+        )
+        SELECT picked_ids || array_agg(f.id ORDER BY f.id),
+               picked_queues || array_agg(queue_ids[i] ORDER BY f.id),
+               picked_segments || array_agg(f.segments ORDER BY f.id),
+               picked_expired || array_agg(f.expired ORDER BY f.id)
+        INTO picked_ids, picked_queues, picked_segments, picked_expired
+        FROM fitting f
+        WHERE f.expired OR f.through - f.segments < allowance;
+        picked_ids := coalesce(picked_ids, '{}');
+        picked_queues := coalesce(picked_queues, '{}');
+        picked_segments := coalesce(picked_segments, '{}');
+        picked_expired := coalesce(picked_expired, '{}');
+        room := max_messages - coalesce(array_length(picked_ids, 1), 0);
+    END LOOP;
+    IF coalesce(array_length(picked_ids, 1), 0) = 0 THEN
+        RETURN;
+    END IF;
+
+    -- 4. Take the tokens under the bucket's lock, then write.
+    SELECT s.tokens, s.refilled_at, s.rate_factor, s.throttled_at INTO state.tokens, state.refilled_at,
+           state.rate_factor, state.throttled_at
+    FROM fairlane.destination_state s WHERE s.destination_id = destination FOR NO KEY UPDATE;
+    factor := CASE
+        WHEN state.throttled_at IS NULL OR now_ - state.throttled_at > interval '1 second'
+            THEN least(1, state.rate_factor + 0.1 * greatest(extract(epoch FROM now_ - state.refilled_at), 0))
+        ELSE state.rate_factor
+    END;
+    available := least(state.capacity, state.tokens
+        + state.rate * state.rate_factor * greatest(extract(epoch FROM now_ - state.refilled_at), 0));
+    FOR i IN 1..array_length(picked_ids, 1) LOOP
+        IF picked_expired[i] THEN
+            take := take || true;
+        ELSIF used < floor(available) THEN
+            take := take || true;
+            used := used + picked_segments[i];
+        ELSE
+            take := take || false;
+        END IF;
+    END LOOP;
+    claim := nextval('fairlane.claims_id_seq');
+
+    RETURN QUERY
+    WITH chosen AS (
+        SELECT u.id, u.expired FROM unnest(picked_ids, picked_expired, take) AS u(id, expired, take) WHERE u.take
+    ),
+    updated AS (
+        UPDATE fairlane.messages m
+        SET status = CASE WHEN c.expired THEN 'expired' ELSE 'sending' END,
+            claim_id = CASE WHEN c.expired THEN NULL ELSE claim END,
+            lease_until = CASE WHEN c.expired THEN NULL ELSE now_ + make_interval(secs => lease_seconds) END,
+            updated_at = now_
+        FROM chosen c
+        WHERE m.id = c.id
+        RETURNING m.id, m.tenant_id, m.queue_id, m.status, m.recipient, m.body, m.segments, m.expires_at,
+                  m.attempts
+    ),
+    events AS (
+        INSERT INTO fairlane.message_events (message_id, tenant_id, status, at, detail)
+        SELECT u.id, u.tenant_id, u.status, now_,
+               CASE WHEN u.status = 'sending' THEN jsonb_build_object('claim', claim) END
+        FROM updated u
+    )
+    SELECT u.id, claim, t.name, d.code, s.address, u.recipient, u.body, u.segments, u.expires_at, u.attempts
+    FROM updated u
+    JOIN fairlane.queues q ON q.id = u.queue_id
+    JOIN fairlane.tenants t ON t.id = u.tenant_id
+    JOIN fairlane.senders s ON s.id = q.sender_id
+    JOIN fairlane.destinations d ON d.id = q.destination_id
+    WHERE u.status = 'sending'
+    ORDER BY u.id;
+
+    WITH served AS (
+        SELECT u.queue_id,
+               count(*) AS messages,
+               sum(u.segments) AS segments,
+               coalesce(sum(u.segments) FILTER (WHERE NOT u.expired), 0) AS sent_segments
+        FROM unnest(picked_queues, picked_segments, picked_expired, take) AS u(queue_id, segments, expired, take)
+        WHERE u.take
+        GROUP BY u.queue_id
+    )
+    UPDATE fairlane.queues q
+    SET queued_count = q.queued_count - s.messages,
+        queued_segments = q.queued_segments - s.segments,
+        vtime = q.vtime + s.sent_segments / coalesce(q.portion, state.rate),
+        not_before = CASE WHEN sd.rate_cap IS NULL THEN NULL
+                          ELSE greatest(coalesce(q.not_before, now_), now_)
+                               + make_interval(secs => s.sent_segments / sd.rate_cap) END,
+        recent_rate = coalesce(q.recent_rate * exp(-greatest(extract(epoch FROM now_ - q.rate_at), 0) / 10.0), 0)
+                      + s.sent_segments / 10.0,
+        rate_at = now_
+    FROM served s, fairlane.senders sd
+    WHERE q.id = s.queue_id AND sd.id = q.sender_id;
+
+    UPDATE fairlane.destination_state s
+    SET tokens = available - used,
+        refilled_at = now_,
+        rate_factor = factor,
+        virtual_time = greatest(s.virtual_time, (
+            SELECT max(u.vtime) FROM unnest(queue_ids, queue_vtimes) AS u(id, vtime)
+            WHERE u.id = ANY (picked_queues))),
+        portions_version = greatest(s.portions_version, computed_version),
+        recent_rate = coalesce(s.recent_rate * exp(-greatest(extract(epoch FROM now_ - s.rate_at), 0) / 10.0), 0)
+                      + used / 10.0,
+        rate_at = now_
+    WHERE s.destination_id = destination;
+END
+$$;
+
+-- Record what the gateway said about claimed messages. Only messages still leased under `claim` change
+-- (a late answer after the lease was rescued is ignored). Outcomes:
+--   sent       -> sent, with the provider's id;
+--   failed     -> failed, with the provider's code (a permanent error);
+--   retry      -> back to the queue after `delays` seconds, one attempt used; failed with
+--                 retries_exhausted once max_attempts are used;
+--   throttled  -> back to the queue after `delays` seconds; no attempt used;
+--   release    -> back to the queue at once (a dispatcher shutting down); no attempt used.
+-- Returns the number of messages changed.
+CREATE FUNCTION fairlane.complete_v1(
+    claim bigint, message_ids bigint[], outcomes text[], provider_ids text[], error_codes text[],
+    error_messages text[], delays double precision[], max_attempts integer, at_time timestamptz DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ timestamptz := coalesce(at_time, clock_timestamp());
+    changed integer;
+    back bigint[];
+    back_at timestamptz[];
+BEGIN
+    WITH answers AS (
+        SELECT u.*,
+               u.outcome = 'retry' AND m.attempts + 1 >= max_attempts AS exhausted
+        FROM unnest(message_ids, outcomes, provider_ids, error_codes, error_messages, delays)
+             AS u(id, outcome, provider_id, error_code, error_message, delay)
+        JOIN fairlane.messages m ON m.id = u.id AND m.claim_id = claim AND m.status = 'sending'
+    ),
+    finished AS (
+        UPDATE fairlane.messages m
+        SET status = CASE WHEN a.outcome = 'sent' THEN 'sent' ELSE 'failed' END,
+            provider_id = a.provider_id,
+            error_code = CASE WHEN a.exhausted THEN 'retries_exhausted' ELSE a.error_code END,
+            error_message = a.error_message,
+            attempts = m.attempts + 1,
+            claim_id = NULL, lease_until = NULL, updated_at = now_
+        FROM answers a
+        WHERE m.id = a.id AND (a.outcome IN ('sent', 'failed') OR a.exhausted)
+        RETURNING m.id, m.tenant_id, m.status, m.provider_id, m.error_code, m.error_message
+    ),
+    finished_events AS (
+        INSERT INTO fairlane.message_events (message_id, tenant_id, status, at, detail)
+        SELECT f.id, f.tenant_id, f.status, now_,
+               jsonb_strip_nulls(jsonb_build_object('provider_id', f.provider_id, 'error_code', f.error_code,
+                                                    'error_message', f.error_message))
+        FROM finished f
+    ),
+    retried AS (
+        UPDATE fairlane.messages m
+        SET attempts = m.attempts + CASE WHEN a.outcome = 'retry' THEN 1 ELSE 0 END,
+            error_code = coalesce(a.error_code, m.error_code),
+            error_message = coalesce(a.error_message, m.error_message)
+        FROM answers a
+        WHERE m.id = a.id AND a.outcome IN ('retry', 'throttled', 'release') AND NOT a.exhausted
+        RETURNING m.id, now_ + make_interval(secs => coalesce(a.delay, 0)) AS ready_at
+    )
+    SELECT (SELECT count(*) FROM finished) + count(r.id), array_agg(r.id), array_agg(r.ready_at)
+    INTO changed, back, back_at
+    FROM retried r;
+    IF back IS NOT NULL THEN
+        PERFORM fairlane.requeue_v1(back, back_at, 'retry', now_);
+    END IF;
+    RETURN changed;
+END
+$$;
+
+-- Messages whose lease expired (their dispatcher died) go back to their queues; one attempt is used.
+CREATE FUNCTION fairlane.rescue_v1(at_time timestamptz DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ timestamptz := coalesce(at_time, clock_timestamp());
+    ids bigint[];
+BEGIN
+    WITH expired_leases AS (
+        SELECT m.id FROM fairlane.messages m
+        WHERE m.status = 'sending' AND m.lease_until < now_
+        ORDER BY m.lease_until
+        LIMIT 10000
+        FOR UPDATE SKIP LOCKED
+    ),
+    counted AS (
+        UPDATE fairlane.messages m SET attempts = m.attempts + 1
+        FROM expired_leases e WHERE m.id = e.id
+        RETURNING m.id
+    )
+    SELECT array_agg(c.id) INTO ids FROM counted c;
+    IF ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM fairlane.requeue_v1(ids, array_fill(NULL::timestamptz, ARRAY[array_length(ids, 1)]),
+                                'lease_expired', now_);
+    RETURN array_length(ids, 1);
+END
+$$;
+
+-- Scheduled messages whose send_at has come join their queues (or expire).
+CREATE FUNCTION fairlane.promote_v1(at_time timestamptz DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ timestamptz := coalesce(at_time, clock_timestamp());
+    ids bigint[];
+BEGIN
+    SELECT array_agg(d.id) INTO ids FROM (
+        SELECT m.id FROM fairlane.messages m
+        WHERE m.status = 'scheduled' AND m.send_at <= now_
+        ORDER BY m.send_at
+        LIMIT 10000
+        FOR UPDATE SKIP LOCKED
+    ) d;
+    IF ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM fairlane.requeue_v1(ids, array_fill(NULL::timestamptz, ARRAY[array_length(ids, 1)]),
+                                'send_at', now_);
+    RETURN array_length(ids, 1);
+END
+$$;
+
+-- The destination's gateway throttled (HTTP 429): halve its effective rate, at most once a second and
+-- not below 5% of the quota. The claim adds back 10% of the quota per second once a second has passed
+-- without a throttle (AIMD, shared by every dispatcher through destination_state).
+CREATE FUNCTION fairlane.throttle_v1(destination bigint, at_time timestamptz DEFAULT NULL) RETURNS double precision
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ timestamptz := coalesce(at_time, clock_timestamp());
+    factor double precision;
+BEGIN
+    UPDATE fairlane.destination_state s
+    SET rate_factor = CASE
+            WHEN s.throttled_at IS NULL OR now_ - s.throttled_at >= interval '1 second'
+                THEN greatest(0.05, s.rate_factor * 0.5)
+            ELSE s.rate_factor
+        END,
+        tokens = least(s.tokens, 0),
+        refilled_at = now_,
+        throttled_at = now_
+    WHERE s.destination_id = destination
+    RETURNING s.rate_factor INTO factor;
+    RETURN factor;
+END
+$$;
