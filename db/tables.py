@@ -222,6 +222,7 @@ destination_state = Table(
     Column("virtual_time", Float, nullable=False, server_default=text("0")),
     Column("shares_version", BigInteger, nullable=False, server_default=text("1")),
     Column("portions_version", BigInteger, nullable=False, server_default=text("0")),
+    Column("portions_at", TIMESTAMPTZ),
     Column("recent_rate", Float, nullable=False, server_default=text("0")),
     Column("rate_at", TIMESTAMPTZ),
     postgresql_with={"fillfactor": 50},

@@ -44,6 +44,7 @@ CREATE TABLE fairlane.destination_state (
     virtual_time double precision NOT NULL DEFAULT 0,
     shares_version bigint NOT NULL DEFAULT 1,
     portions_version bigint NOT NULL DEFAULT 0,
+    portions_at timestamptz,
     recent_rate double precision NOT NULL DEFAULT 0,
     rate_at timestamptz
 ) WITH (fillfactor = 50);

@@ -95,8 +95,8 @@ $$;
 -- Claim up to max_messages ready messages of one destination, never more segments than its token bucket
 -- holds (rate x AIMD factor, capacity max(burst, 1)); a message that may not go now is never claimed.
 --   1. estimate the tokens without locking the bucket; refresh stale portions;
---   2. lock up to 8 eligible active queues with the lowest virtual time (ties: oldest head message, then
---      lowest queue id), SKIP LOCKED so concurrent claimers take other queues;
+--   2. lock up to max_messages eligible active queues with the lowest virtual time (ties: oldest head
+--      message, then lowest queue id), SKIP LOCKED so concurrent claimers take other queues;
 --   3. share the tokens among them by raising their virtual times to a common level (fluid fair queueing:
 --      queue i gets (level - vtime_i) x portion_i segments), and lock that many head messages of each
 --      through the ready index (FOR UPDATE SKIP LOCKED, LIMIT fenced);
@@ -133,9 +133,11 @@ DECLARE
     take boolean[] := '{}';
     claim bigint;
     computed_version bigint;
+    refreshed_at timestamptz;
 BEGIN
     -- 1. Expected tokens (the real take is in step 4, under the bucket's lock).
     SELECT s.tokens, s.refilled_at, s.rate_factor, s.throttled_at, s.shares_version, s.portions_version,
+           s.portions_at,
            d.rate::double precision AS rate, greatest(d.burst, 1)::double precision AS capacity
     INTO state
     FROM fairlane.destination_state s JOIN fairlane.destinations d ON d.id = s.destination_id
@@ -148,25 +150,33 @@ BEGIN
     IF expected < 1 THEN
         RETURN;
     END IF;
+    -- Portions follow membership and configuration changes, recomputed at most every 100 ms (with a
+    -- thousand small tenants joining and leaving, every claim would otherwise rewrite every queue).
     computed_version := state.portions_version;
-    IF state.shares_version > state.portions_version AND fairlane.refresh_portions_v1(destination) THEN
-        computed_version := state.shares_version;
+    refreshed_at := state.portions_at;
+    IF state.shares_version > state.portions_version
+       AND (state.portions_at IS NULL OR now_ - state.portions_at >= interval '100 milliseconds') THEN
+        refreshed_at := now_;
+        IF fairlane.refresh_portions_v1(destination) THEN
+            computed_version := state.shares_version;
+        END IF;
     END IF;
 
     -- 2. Candidate queues, locked.
     SELECT array_agg(c.id ORDER BY c.vtime, c.head, c.id),
            array_agg(c.vtime ORDER BY c.vtime, c.head, c.id),
-           array_agg(coalesce(c.portion, state.rate) ORDER BY c.vtime, c.head, c.id)
+           -- a queue that joined since the last refresh counts with the smallest known portion
+           array_agg(coalesce(c.portion, c.smallest, state.rate) ORDER BY c.vtime, c.head, c.id)
     INTO queue_ids, queue_vtimes, queue_portions
     FROM (
-        SELECT q.id, q.vtime, q.portion, h.id AS head
+        SELECT q.id, q.vtime, q.portion, min(q.portion) OVER () AS smallest, h.id AS head
         FROM (
             SELECT q.id, q.vtime, q.portion
             FROM fairlane.queues q
             WHERE q.destination_id = destination AND q.queued_count > 0
               AND (q.not_before IS NULL OR q.not_before <= now_)
             ORDER BY q.vtime, q.id
-            LIMIT 8
+            LIMIT max_messages
             FOR UPDATE SKIP LOCKED
         ) q
         LEFT JOIN LATERAL (
@@ -288,15 +298,15 @@ BEGIN
     UPDATE fairlane.queues q
     SET queued_count = q.queued_count - s.messages,
         queued_segments = q.queued_segments - s.segments,
-        vtime = q.vtime + s.sent_segments / coalesce(q.portion, state.rate),
+        vtime = q.vtime + s.sent_segments / u.portion,
         not_before = CASE WHEN sd.rate_cap IS NULL THEN NULL
                           ELSE greatest(coalesce(q.not_before, now_), now_)
                                + make_interval(secs => s.sent_segments / sd.rate_cap) END,
         recent_rate = coalesce(q.recent_rate * exp(-greatest(extract(epoch FROM now_ - q.rate_at), 0) / 10.0), 0)
                       + s.sent_segments / 10.0,
         rate_at = now_
-    FROM served s, fairlane.senders sd
-    WHERE q.id = s.queue_id AND sd.id = q.sender_id;
+    FROM served s, fairlane.senders sd, unnest(queue_ids, queue_portions) AS u(id, portion)
+    WHERE q.id = s.queue_id AND sd.id = q.sender_id AND u.id = q.id;
 
     UPDATE fairlane.destination_state s
     SET tokens = available - used,
@@ -306,6 +316,7 @@ BEGIN
             SELECT max(u.vtime) FROM unnest(queue_ids, queue_vtimes) AS u(id, vtime)
             WHERE u.id = ANY (picked_queues))),
         portions_version = greatest(s.portions_version, computed_version),
+        portions_at = refreshed_at,
         recent_rate = coalesce(s.recent_rate * exp(-greatest(extract(epoch FROM now_ - s.rate_at), 0) / 10.0), 0)
                       + used / 10.0,
         rate_at = now_

@@ -4,9 +4,10 @@
 --                  (absolute sets alone on a destination share all of R in proportion to their rates);
 --   tenant portion R_t = R_s * w_t / sum(w of the set's active tenants);
 --   queue portion  r_q = R_t / (the tenant's number of active senders), at most the sender's rate cap.
--- Capacity a capped sender cannot use is not redistributed here (admission stays conservative).
+-- Capacity a capped sender cannot use is not redistributed here (admission stays conservative); `capped`
+-- says a queue's cap bound.
 CREATE FUNCTION fairlane.queue_portions_v1(destination_ids bigint[], joining bigint[])
-RETURNS TABLE (queue_id bigint, portion double precision)
+RETURNS TABLE (queue_id bigint, portion double precision, capped boolean)
 LANGUAGE sql STABLE AS $$
     WITH active AS (
         SELECT q.id, q.destination_id, q.tenant_id, t.tenant_set_id, t.weight AS tenant_weight, s.rate_cap,
@@ -55,7 +56,8 @@ LANGUAGE sql STABLE AS $$
            (CASE
                WHEN a.rate_cap IS NULL THEN share
                ELSE least(share, a.rate_cap)
-           END)::double precision
+           END)::double precision,
+           coalesce(share >= a.rate_cap, false)
     FROM (
         SELECT a.*, ts.tenant_portion / count(*) OVER (PARTITION BY a.destination_id, a.tenant_id) AS share
         FROM active a

@@ -83,7 +83,17 @@ DECLARE
     queue_ids bigint[];
     queue_caps double precision[];
     queue_shares double precision[];
+    capped_any boolean;
 BEGIN
+    -- Fast path, one query: when no sender cap binds, max-min is the closed-form hierarchical split.
+    SELECT array_agg(p.queue_id), array_agg(p.portion), coalesce(bool_or(p.capped), false)
+    INTO queue_ids, queue_shares, capped_any
+    FROM fairlane.queue_portions_v1(ARRAY[destination], '{}') p;
+    IF NOT capped_any THEN
+        RETURN QUERY SELECT * FROM unnest(queue_ids, queue_shares);
+        RETURN;
+    END IF;
+
     SELECT d.rate INTO quota FROM fairlane.destinations d WHERE d.id = destination;
     -- the active sets with their weight or absolute rate and their demand cap
     SELECT array_agg(x.tenant_set_id ORDER BY x.tenant_set_id), array_agg(x.weight ORDER BY x.tenant_set_id),
@@ -156,32 +166,38 @@ BEGIN
 END
 $$;
 
--- Store fresh portions on the destination's queues (NULL on inactive ones). Queues locked by a concurrent
--- statement are skipped; returns false when any was, so the caller keeps the stale flag raised.
+-- Store fresh portions on the destination's queues (NULL on inactive ones); a portion that moved by less
+-- than 1% is left as it is, so small tenants coming and going do not rewrite every queue. Queues locked by
+-- a concurrent statement are skipped; returns false when any was, so the caller retries later.
 CREATE FUNCTION fairlane.refresh_portions_v1(destination bigint) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
-    total integer;
-    locked integer;
+    wanted_count integer;
+    locked_count integer;
 BEGIN
-    SELECT count(*) INTO total FROM fairlane.queues q
-    WHERE q.destination_id = destination AND (q.queued_count > 0 OR q.portion IS NOT NULL);
     WITH fresh AS (
         SELECT * FROM fairlane.compute_portions_v1(destination)
     ),
+    wanted AS (
+        SELECT q.id, f.portion
+        FROM fairlane.queues q
+        LEFT JOIN fresh f ON f.queue_id = q.id
+        WHERE q.destination_id = destination AND (q.queued_count > 0 OR q.portion IS NOT NULL)
+          AND ((q.portion IS NULL) <> (f.portion IS NULL) OR abs(q.portion - f.portion) > 0.01 * q.portion)
+    ),
     lockable AS (
         SELECT q.id FROM fairlane.queues q
-        WHERE q.destination_id = destination AND (q.queued_count > 0 OR q.portion IS NOT NULL)
+        WHERE q.id IN (SELECT w.id FROM wanted w)
         ORDER BY q.id
         FOR NO KEY UPDATE SKIP LOCKED
     ),
     updated AS (
-        UPDATE fairlane.queues q SET portion = f.portion
-        FROM lockable l LEFT JOIN fresh f ON f.queue_id = l.id
-        WHERE q.id = l.id AND q.portion IS DISTINCT FROM f.portion
+        UPDATE fairlane.queues q SET portion = w.portion
+        FROM lockable l JOIN wanted w ON w.id = l.id
+        WHERE q.id = l.id
         RETURNING q.id
     )
-    SELECT count(*) INTO locked FROM lockable;
-    RETURN locked = total;
+    SELECT (SELECT count(*) FROM wanted), (SELECT count(*) FROM updated) INTO wanted_count, locked_count;
+    RETURN locked_count = wanted_count;
 END
 $$;
