@@ -70,7 +70,7 @@ def from_diagnostic(sqlstate: str | None, message: str, detail: str | None, cons
             value=info.pop("value", None),
             row=info.pop("row", None),
             details=info,
-            retryable=code == "queue_overflow",
+            retryable=code in ("queue_overflow", "receipt_too_early"),
         )
     if sqlstate in RETRYABLE_SQLSTATES:
         return FairlaneError(code="conflict", message=message, retryable=True)

@@ -208,6 +208,7 @@ messages = Table(
     Index("messages_scheduled_idx", "send_at", postgresql_where=text("status = 'scheduled'")),
     Index("messages_tenant_id_idx", "tenant_id", "id"),
     Index("messages_lease_idx", "lease_until", postgresql_where=text("status = 'sending'")),
+    Index("messages_provider_id_idx", "provider_id", postgresql_where=text("provider_id IS NOT NULL")),
     postgresql_with={"fillfactor": 90},
 )
 

@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import tomllib
@@ -135,6 +136,82 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    from service import dispatcher
+
+    dsn = open_database(settings).dsn
+    dispatch_settings = dispatcher.DispatchSettings(
+        batch_size=args.batch_size, grace_seconds=args.grace, lease_seconds=args.lease
+    )
+    if args.workers == 1:
+        return dispatcher.run_process(dsn, dispatch_settings)
+    return _supervise(
+        [
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "dispatch",
+                "--workers",
+                "1",
+                "--batch-size",
+                str(args.batch_size),
+                "--grace",
+                str(args.grace),
+                "--lease",
+                str(args.lease),
+            ]
+            for _ in range(args.workers)
+        ],
+        {**os.environ, "DATABASE_URL": dsn},
+    )
+
+
+def _supervise(commands: list[list[str]], env: dict[str, str]) -> int:
+    """Run child processes until they exit; SIGTERM/SIGINT is passed on to each of them."""
+    children = [subprocess.Popen(command, env=env) for command in commands]
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, key=abs)
+
+
+def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
+    from service import simulator
+
+    data = {}
+    if args.config is not None:
+        with args.config.open("rb") as file:
+            data = tomllib.load(file)
+    try:
+        config = simulator.SimulatorConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise configuration.ConfigError(str(error)) from error
+    simulator.run(args.port, config, host=args.host)
+    return 0
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from service.api import create_app
+
+    app = create_app(open_database(settings).dsn)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=lambda *_: print(f"api listening on http://{args.host}:{args.port}", flush=True),
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fairlane", description="Fair-share messaging dispatcher on PostgreSQL")
     commands = p.add_subparsers(dest="command", required=True)
@@ -154,6 +231,26 @@ def parser() -> argparse.ArgumentParser:
 
     stats_command = commands.add_parser("stats", help="print destination and queue tables")
     stats_command.set_defaults(handler=cmd_stats)
+
+    dispatch_command = commands.add_parser("dispatch", help="dispatcher processes (reads DATABASE_URL)")
+    dispatch_command.add_argument("--workers", type=int, default=1)
+    dispatch_command.add_argument("--batch-size", type=int, default=100)
+    dispatch_command.add_argument("--grace", type=float, default=10.0, help="seconds in-flight sends get at stop")
+    dispatch_command.add_argument(
+        "--lease", type=float, default=60.0, help="seconds a claim is leased beyond the gateway timeout"
+    )
+    dispatch_command.set_defaults(handler=cmd_dispatch)
+
+    simulator_command = commands.add_parser("simulator", help="the carrier simulator")
+    simulator_command.add_argument("--port", type=int, default=8099)
+    simulator_command.add_argument("--host", default="127.0.0.1")
+    simulator_command.add_argument("--config", type=Path)
+    simulator_command.set_defaults(handler=cmd_simulator)
+
+    api = commands.add_parser("api", help="the HTTP API (receipts and health for now)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8080)
+    api.set_defaults(handler=cmd_api)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     bench.add_argument("name", choices=("outbox",))

@@ -29,6 +29,8 @@ ALTER TABLE fairlane.messages
     ADD COLUMN available_at timestamptz,
     ADD COLUMN claim_id bigint;
 CREATE INDEX messages_lease_idx ON fairlane.messages (lease_until) WHERE status = 'sending';
+-- Delivery receipts name the provider's id.
+CREATE INDEX messages_provider_id_idx ON fairlane.messages (provider_id) WHERE provider_id IS NOT NULL;
 
 CREATE SEQUENCE fairlane.claims_id_seq;
 
@@ -99,6 +101,7 @@ def downgrade() -> None:
         DROP TRIGGER senders_shares ON fairlane.senders;
         DROP TRIGGER allocations_shares ON fairlane.allocations;
         DROP TRIGGER destinations_shares ON fairlane.destinations;
+        DROP FUNCTION fairlane.receipt_v1(text, text, bigint, text, text);
         DROP FUNCTION fairlane.throttle_v1(bigint, timestamptz);
         DROP FUNCTION fairlane.promote_v1(timestamptz);
         DROP FUNCTION fairlane.rescue_v1(timestamptz);
@@ -116,6 +119,7 @@ def downgrade() -> None:
         DROP TABLE fairlane.destination_state;
         DROP SEQUENCE fairlane.claims_id_seq;
         DROP INDEX fairlane.messages_lease_idx;
+        DROP INDEX fairlane.messages_provider_id_idx;
         ALTER TABLE fairlane.messages DROP COLUMN available_at, DROP COLUMN claim_id;
         DROP INDEX fairlane.queues_claim_idx;
         ALTER TABLE fairlane.queues DROP COLUMN vtime, DROP COLUMN portion, DROP COLUMN not_before,

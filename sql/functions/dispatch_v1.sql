@@ -30,6 +30,7 @@ BEGIN
     IF NEW.queued_count > 0 THEN
         NEW.vtime := greatest(NEW.vtime, (
             SELECT s.virtual_time FROM fairlane.destination_state s WHERE s.destination_id = NEW.destination_id));
+        PERFORM pg_notify('fairlane_ready', NEW.destination_id::text);  -- wakes idle dispatchers
     ELSE
         NEW.portion := NULL;
     END IF;
@@ -93,7 +94,8 @@ END
 $$;
 
 -- Claim up to max_messages ready messages of one destination, never more segments than its token bucket
--- holds (rate x AIMD factor, capacity max(burst, 1)); a message that may not go now is never claimed.
+-- holds (refilled at rate x AIMD factor; capacity burst less 20 ms of the rate, at least 1); a message that
+-- may not go now is never claimed.
 --   1. estimate the tokens without locking the bucket; refresh stale portions;
 --   2. lock up to max_messages eligible active queues with the lowest virtual time (ties: oldest head
 --      message, then lowest queue id), SKIP LOCKED so concurrent claimers take other queues;
@@ -138,7 +140,10 @@ BEGIN
     -- 1. Expected tokens (the real take is in step 4, under the bucket's lock).
     SELECT s.tokens, s.refilled_at, s.rate_factor, s.throttled_at, s.shares_version, s.portions_version,
            s.portions_at,
-           d.rate::double precision AS rate, greatest(d.burst, 1)::double precision AS capacity
+           d.rate::double precision AS rate,
+           -- the bucket holds the burst less 20 ms of the rate: the allowance for the time between a claim
+           -- and the message's arrival at the carrier, so arrivals stay within rate + burst per second too
+           greatest(d.burst - ceil(d.rate * 0.02), 1)::double precision AS capacity
     INTO state
     FROM fairlane.destination_state s JOIN fairlane.destinations d ON d.id = s.destination_id
     WHERE s.destination_id = destination;
@@ -237,6 +242,12 @@ BEGIN
     SELECT s.tokens, s.refilled_at, s.rate_factor, s.throttled_at INTO state.tokens, state.refilled_at,
            state.rate_factor, state.throttled_at
     FROM fairlane.destination_state s WHERE s.destination_id = destination FOR NO KEY UPDATE;
+    -- refill up to the moment the lock was granted, never from a point before the last refill (a claim
+    -- that waited for the lock must not count the same interval twice)
+    IF at_time IS NULL THEN
+        now_ := clock_timestamp();
+    END IF;
+    now_ := greatest(now_, state.refilled_at);
     factor := CASE
         WHEN state.throttled_at IS NULL OR now_ - state.throttled_at > interval '1 second'
             THEN least(1, state.rate_factor + 0.1 * greatest(extract(epoch FROM now_ - state.refilled_at), 0))
@@ -462,5 +473,57 @@ BEGIN
     WHERE s.destination_id = destination
     RETURNING s.rate_factor INTO factor;
     RETURN factor;
+END
+$$;
+
+-- A delivery receipt from a gateway: a sent message becomes delivered or undelivered. Found by the
+-- provider's id or by our message id; repeated receipts change nothing; a receipt that overtakes the
+-- gateway's answer (the message is still sending) is refused as retryable. Returns the message's status.
+CREATE FUNCTION fairlane.receipt_v1(gateway text, provider_id text, message_id bigint, status text,
+                                    error_code text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    target record;
+BEGIN
+    IF status IS NULL OR status NOT IN ('delivered', 'undelivered') THEN
+        PERFORM fairlane.raise_v1('invalid_request', 'status', status,
+                                  format('status %s is not delivered or undelivered', quote_literal(status)));
+    END IF;
+    IF provider_id IS NULL AND message_id IS NULL THEN
+        PERFORM fairlane.raise_v1('invalid_request', 'provider_id', NULL, 'provider_id or id is required');
+    END IF;
+    SELECT m.id, m.tenant_id, m.status INTO target
+    FROM fairlane.messages m
+    JOIN fairlane.queues q ON q.id = m.queue_id
+    JOIN fairlane.destinations d ON d.id = q.destination_id
+    JOIN fairlane.gateways g ON g.id = d.gateway_id
+    WHERE g.name = receipt_v1.gateway
+      AND m.id IN (
+          SELECT m2.id FROM fairlane.messages m2 WHERE m2.id = receipt_v1.message_id
+          UNION ALL
+          SELECT m3.id FROM fairlane.messages m3
+          WHERE receipt_v1.message_id IS NULL AND m3.provider_id = receipt_v1.provider_id
+      )
+    LIMIT 1
+    FOR UPDATE OF m;
+    IF NOT FOUND THEN
+        PERFORM fairlane.raise_v1('not_found', CASE WHEN message_id IS NULL THEN 'provider_id' ELSE 'id' END,
+                                  coalesce(provider_id, message_id::text), 'no message of this gateway has that id');
+    END IF;
+    IF target.status IN ('queued', 'sending') THEN
+        -- the receipt overtook the gateway's answer: the gateway should send it again shortly
+        PERFORM fairlane.raise_v1('receipt_too_early', 'provider_id', coalesce(provider_id, message_id::text),
+                                  'the message is not recorded as sent yet; retry the receipt');
+    END IF;
+    IF target.status = 'sent' THEN
+        UPDATE fairlane.messages m
+        SET status = receipt_v1.status, error_code = receipt_v1.error_code, updated_at = clock_timestamp()
+        WHERE m.id = target.id;
+        INSERT INTO fairlane.message_events (message_id, tenant_id, status, detail)
+        VALUES (target.id, target.tenant_id, receipt_v1.status,
+                jsonb_strip_nulls(jsonb_build_object('error_code', receipt_v1.error_code)));
+        RETURN receipt_v1.status;
+    END IF;
+    RETURN target.status;
 END
 $$;

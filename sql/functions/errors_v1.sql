@@ -13,6 +13,7 @@ BEGIN
             WHEN 'not_found' THEN 'FL404'
             WHEN 'unknown_destination' THEN 'FL404'
             WHEN 'not_cancelable' THEN 'FL409'
+            WHEN 'receipt_too_early' THEN 'FL409'
             WHEN 'idempotency_mismatch' THEN 'FL422'
             WHEN 'queue_overflow' THEN 'FL429'
             ELSE 'FL500'

@@ -13,7 +13,7 @@ class Sent:
     segments: int
 
 
-def setup(conn, *, rate, burst=5, tenant_sets, tenants, allocations=(), code="X"):
+def setup(conn, *, rate, burst=10, tenant_sets, tenants, allocations=(), code="X"):
     """A destination `code` routed from +1 for long codes; tenants: (name, set, weight, [(sender, cap)])."""
     config = {
         "tenant_sets": [{"name": name, "weight": weight} for name, weight in tenant_sets],

@@ -1,0 +1,206 @@
+"""Dispatcher: claims each destination's messages in fair order at its quota and forwards them to its
+gateway. Stateless; run as many processes as needed against one database.
+
+One way to start (`run`), one to stop (`stop`, also on SIGTERM/SIGINT): stop claiming, let in-flight sends
+finish for up to a grace period, release what is left back to its queue, exit. Lease rescue, scheduled
+promotion and key pruning run in whichever process holds the maintenance advisory lock.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+
+from db import dispatch
+from db.dispatch import Answer, Claimed, Destination
+from service.gateways import HttpGateway
+
+logger = logging.getLogger(__name__)
+NOTIFY_CHANNEL = "fairlane_ready"
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    batch_size: int = 100
+    lease_seconds: float = 60.0
+    max_attempts: int = 5
+    grace_seconds: float = 10.0
+    poll_seconds: float = 0.5
+    maintenance_seconds: float = 1.0
+    destinations_refresh_seconds: float = 5.0
+
+
+class Dispatcher:
+    def __init__(self, dsn: str, settings: DispatchSettings = DispatchSettings()) -> None:
+        self.dsn = dsn
+        self.settings = settings
+        self._stopping = asyncio.Event()
+        self._wake: dict[int, asyncio.Event] = {}
+        self._in_flight: dict[int, int] = {}
+        self._slot_freed: dict[int, asyncio.Event] = {}
+        self._batches: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for event in (*self._wake.values(), *self._slot_freed.values()):
+            event.set()  # idle loops notice at once; a claim in progress is never cut short
+
+    async def run(self) -> None:
+        pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=6)
+        listener = await asyncpg.connect(self.dsn)
+        await listener.add_listener(NOTIFY_CHANNEL, self._notified)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        loops: dict[int, asyncio.Task[None]] = {}
+        maintenance = asyncio.create_task(self._maintain())
+        logger.info("dispatcher started", extra={"pid": os.getpid()})
+        try:
+            while not self._stopping.is_set():
+                async with pool.acquire() as connection:
+                    for destination in await dispatch.destinations(connection):
+                        if destination.id not in loops or loops[destination.id].done():
+                            loops[destination.id] = asyncio.create_task(self._serve(pool, session, destination))
+                await _wait(self._stopping, self.settings.destinations_refresh_seconds)
+            await asyncio.gather(*loops.values(), return_exceptions=True)
+            await self._drain()
+        finally:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
+            await session.close()
+            await listener.close()
+            await pool.close()
+            logger.info("dispatcher stopped", extra={"pid": os.getpid()})
+
+    def _notified(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        try:
+            event = self._wake.get(int(payload))
+        except ValueError:
+            return
+        if event is not None:
+            event.set()
+
+    async def _serve(self, pool: asyncpg.Pool, session: aiohttp.ClientSession, destination: Destination) -> None:
+        gateway = HttpGateway(session, destination.url, destination.timeout_seconds)
+        wake = self._wake.setdefault(destination.id, asyncio.Event())
+        slot_freed = self._slot_freed.setdefault(destination.id, asyncio.Event())
+        self._in_flight.setdefault(destination.id, 0)
+        lease = destination.timeout_seconds + self.settings.lease_seconds
+        token_wait = min(max(1.0 / destination.rate, 0.002), self.settings.poll_seconds)
+        while not self._stopping.is_set():
+            room = min(self.settings.batch_size, destination.max_in_flight - self._in_flight[destination.id])
+            if room <= 0:
+                slot_freed.clear()
+                await _wait(slot_freed, self.settings.poll_seconds)
+                continue
+            wake.clear()
+            try:
+                async with pool.acquire() as connection:
+                    claimed = await dispatch.claim(connection, destination.id, room, lease)
+                    if not claimed:
+                        backlog = await dispatch.backlogged(connection, destination.id)
+            except (asyncpg.PostgresError, OSError) as error:
+                logger.warning("claim failed", extra={"destination": destination.code, "error": str(error)})
+                await _wait(self._stopping, self.settings.poll_seconds)
+                continue
+            if claimed:
+                logger.info("batch claimed", extra={"destination": destination.code, "messages": len(claimed)})
+                self._in_flight[destination.id] += len(claimed)
+                task = asyncio.create_task(self._send(pool, gateway, destination, claimed))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+                continue
+            # out of tokens: the next one comes within 1/rate; out of work: wait for a NOTIFY or the poll
+            await _wait(wake, token_wait if backlog else self.settings.poll_seconds)
+
+    async def _send(
+        self, pool: asyncpg.Pool, gateway: HttpGateway, destination: Destination, claimed: list[Claimed]
+    ) -> None:
+        sends = {asyncio.create_task(gateway.send(message)): message for message in claimed}
+        try:
+            done, pending = await asyncio.wait(sends, timeout=None)
+        except asyncio.CancelledError:
+            done = {t for t in sends if t.done() and not t.cancelled()}
+            pending = set(sends) - done
+            for task in pending:
+                task.cancel()
+        answers = [t.result() for t in done if not t.cancelled() and t.exception() is None]
+        answered = {a.message_id for a in answers}
+        answers += [Answer(m.message_id, "release") for m in claimed if m.message_id not in answered]
+        self._in_flight[destination.id] -= len(claimed)
+        self._slot_freed[destination.id].set()
+        await self._record(pool, destination, claimed[0].claim_id, answers)
+
+    async def _record(self, pool: asyncpg.Pool, destination: Destination, claim_id: int, answers: list[Answer]) -> None:
+        for attempt in range(5):
+            try:
+                async with pool.acquire() as connection:
+                    if any(a.outcome == "throttled" for a in answers):
+                        await dispatch.throttle(connection, destination.id)
+                    await dispatch.complete(connection, claim_id, answers, self.settings.max_attempts)
+                logger.info("batch completed", extra={"destination": destination.code, "messages": len(answers)})
+                return
+            except (asyncpg.PostgresError, OSError) as error:
+                # the lease protects the messages: if this never succeeds, rescue requeues them
+                logger.warning("completion failed", extra={"attempt": attempt, "error": str(error)})
+                await asyncio.sleep(0.1 * 2**attempt)
+
+    async def _drain(self) -> None:
+        """Let in-flight sends finish for up to the grace period, then cut them short: each batch task
+        records what its gateway answered and releases the rest back to their queues."""
+        batches = set(self._batches)
+        if not batches:
+            return
+        _, pending = await asyncio.wait(batches, timeout=self.settings.grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*batches, return_exceptions=True)
+
+    async def _maintain(self) -> None:
+        connection: asyncpg.Connection | None = None
+        leader = False
+        ticks = 0
+        while True:
+            try:
+                if connection is None or connection.is_closed():
+                    connection = await asyncpg.connect(self.dsn)
+                    leader = False
+                if not leader:
+                    leader = await dispatch.try_lead(connection)
+                    if leader:
+                        logger.info("maintenance leader", extra={"pid": os.getpid()})
+                if leader:
+                    rescued = await dispatch.rescue(connection)
+                    promoted = await dispatch.promote(connection)
+                    if rescued or promoted:
+                        logger.info("maintenance", extra={"rescued": rescued, "promoted": promoted})
+                    if ticks % 60 == 0:
+                        await dispatch.prune_idempotency_keys(connection)
+            except (asyncpg.PostgresError, OSError) as error:
+                logger.warning("maintenance failed", extra={"error": str(error)})
+                connection = None
+            ticks += 1
+            await asyncio.sleep(self.settings.maintenance_seconds)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+def run_process(dsn: str, settings: DispatchSettings = DispatchSettings()) -> int:
+    """Run one dispatcher in this process until SIGTERM or SIGINT; exit status 0 after a clean stop."""
+
+    async def main() -> None:
+        dispatcher = Dispatcher(dsn, settings)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, dispatcher.stop)
+        await dispatcher.run()
+
+    asyncio.run(main())
+    return 0

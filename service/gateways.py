@@ -1,0 +1,100 @@
+"""The `http` gateway protocol (also spoken by the carrier simulator):
+
+    POST <gateway url>   Content-Type: application/json   Idempotency-Key: <message id>
+    {"id", "to", "from", "body", "segments", "destination", "tenant", "validity_until"}
+
+2xx (optional JSON {"provider_id"}) -> sent; 429 (optional Retry-After) -> throttled; 408, 5xx, timeout or a
+connection error -> retry; any other 4xx (optional JSON {"code", "message"}) -> failed with that code.
+"""
+
+import json
+import logging
+import random
+
+import aiohttp
+
+from db.dispatch import Answer, Claimed
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff with jitter for a message that has used `attempts` attempts."""
+    return min(MAX_BACKOFF_SECONDS, 2.0**attempts) * random.uniform(0.5, 1.5)
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, min(float(value), MAX_BACKOFF_SECONDS)) if value is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def payload(message: Claimed) -> dict[str, object]:
+    return {
+        "id": str(message.message_id),
+        "to": message.recipient,
+        "from": message.sender,
+        "body": message.body,
+        "segments": message.segments,
+        "destination": message.destination,
+        "tenant": message.tenant,
+        "validity_until": message.expires_at.isoformat() if message.expires_at else None,
+    }
+
+
+class HttpGateway:
+    def __init__(self, session: aiohttp.ClientSession, url: str, timeout_seconds: float) -> None:
+        self.session = session
+        self.url = url
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+
+    async def send(self, message: Claimed) -> Answer:
+        try:
+            async with self.session.post(
+                self.url,
+                json=payload(message),
+                headers={"Idempotency-Key": str(message.message_id)},
+                timeout=self.timeout,
+            ) as response:
+                text = await response.text()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except (TimeoutError, aiohttp.ClientError) as error:
+            return Answer(
+                message.message_id,
+                "retry",
+                error_code="gateway_unreachable",
+                error_message=type(error).__name__,
+                delay=retry_delay(message.attempts + 1),
+            )
+        body = _json(text)
+        if 200 <= status < 300:
+            provider_id = body.get("provider_id")
+            return Answer(message.message_id, "sent", provider_id=str(provider_id) if provider_id else None)
+        if status == 429:
+            return Answer(message.message_id, "throttled", error_code="throttled", delay=_retry_after(retry_after))
+        if status == 408 or status >= 500:
+            return Answer(
+                message.message_id,
+                "retry",
+                error_code=str(status),
+                error_message=str(body.get("message") or text[:200]) or None,
+                delay=retry_delay(message.attempts + 1),
+            )
+        return Answer(
+            message.message_id,
+            "failed",
+            error_code=str(body.get("code") or status),
+            error_message=str(body.get("message") or text[:200]) or None,
+        )
+
+
+def _json(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,45 @@
+-- Queries of the dispatcher and the receipts route (asyncpg, $n parameters).
+
+-- name: destinations
+-- Every destination with its gateway, for the dispatcher's per-destination loops.
+SELECT d.id, d.code, d.rate::float8 AS rate, d.burst, g.name AS gateway, g.kind, g.url,
+       g.timeout_seconds::float8 AS timeout_seconds, g.max_in_flight
+FROM fairlane.destinations d JOIN fairlane.gateways g ON g.id = d.gateway_id
+ORDER BY d.id
+
+-- name: claim
+-- Claim up to $2 messages of destination $1 with a lease of $3 seconds.
+SELECT message_id, claim_id, tenant, destination, sender, recipient, body, segments, expires_at, attempts
+FROM fairlane.claim_v1($1, $2, $3)
+
+-- name: complete
+-- Record the gateway's answers for one claim.
+SELECT fairlane.complete_v1($1, $2, $3, $4, $5, $6, $7, $8)
+
+-- name: throttle
+-- Halve the destination's effective rate after a 429.
+SELECT fairlane.throttle_v1($1)
+
+-- name: rescue
+-- Requeue messages whose lease expired.
+SELECT fairlane.rescue_v1()
+
+-- name: promote
+-- Queue scheduled messages whose time has come.
+SELECT fairlane.promote_v1()
+
+-- name: prune_idempotency_keys
+-- Forget idempotency keys older than 24 hours.
+DELETE FROM fairlane.idempotency_keys WHERE created_at < now() - interval '24 hours'
+
+-- name: try_lead
+-- Become the maintenance leader (a session advisory lock on a dedicated connection).
+SELECT pg_try_advisory_lock(hashtext('fairlane.maintenance'))
+
+-- name: receipt
+-- Apply a delivery receipt from gateway $1 for provider id $2 or message id $3.
+SELECT fairlane.receipt_v1($1, $2, $3, $4, $5)
+
+-- name: backlogged
+-- Whether destination $1 has queued messages (after an empty claim: out of tokens, or out of work?).
+SELECT EXISTS (SELECT FROM fairlane.queues q WHERE q.destination_id = $1 AND q.queued_count > 0)
