@@ -11,38 +11,25 @@ alternates bare-table and outbox runs, printing each run and the median ratio ou
 
 import statistics
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from db import configuration, migrate, queries
+from bench.scratch import drop, recreate
+from db import configuration, queries
 
 DATABASE = "fairlane_bench"
 TENANTS = 10
 RUNS = 3
 
 
-def _scratch_dsn(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + DATABASE))
-
-
 def _recreate(dsn: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{DATABASE}"')
-    scratch = _scratch_dsn(dsn)
-    migrate.upgrade(scratch)
+    scratch = recreate(dsn, DATABASE)
     config = {
         "tenant_sets": [{"name": "bench"}],
         "gateways": [{"name": "null", "kind": "http", "url": "http://127.0.0.1:9/"}],
         "destinations": [{"code": "BENCH", "gateway": "null", "rate": 100000, "max_drain_seconds": 36000}],
         "tenants": [
-            {
-                "name": f"bench{i}",
-                "tenant_set": "bench",
-                "senders": [{"address": "55500", "type": "short_code"}],
-            }
+            {"name": f"bench{i}", "tenant_set": "bench", "senders": [{"address": "55500", "type": "short_code"}]}
             for i in range(TENANTS)
         ],
         "routes": [{"prefix": "+1", "sender_type": "short_code", "destination": "BENCH"}],
@@ -109,5 +96,4 @@ def main(dsn: str, rows: int = 100_000) -> None:
         f"floor: storing resolved rows in a messages-shaped table (same indexes, no rules, no events) runs at "
         f"{floor:,.0f} rows/s, {floor / bare:.2f} of the bare table"
     )
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    drop(dsn, DATABASE)

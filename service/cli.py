@@ -126,11 +126,14 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from bench import outbox
+    from bench import dispatch, outbox
 
     database = open_database(settings)
     try:
-        outbox.main(database.dsn, rows=args.rows)
+        if args.name == "outbox":
+            outbox.main(database.dsn, rows=args.rows)
+        else:
+            dispatch.main(database.dsn, seconds=args.seconds, large=args.large)
     finally:
         close_database(settings, database)
     return 0
@@ -253,8 +256,10 @@ def parser() -> argparse.ArgumentParser:
     api.set_defaults(handler=cmd_api)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("name", choices=("outbox",))
-    bench.add_argument("--rows", type=int, default=100_000)
+    bench.add_argument("name", choices=("outbox", "dispatch"))
+    bench.add_argument("--rows", type=int, default=100_000, help="outbox: rows per run")
+    bench.add_argument("--seconds", type=float, default=3.0, help="dispatch: seconds per run")
+    bench.add_argument("--large", type=int, default=1_000_000, help="dispatch: the large backlog")
     bench.set_defaults(handler=cmd_bench)
     return p
 

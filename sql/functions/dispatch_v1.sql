@@ -99,9 +99,9 @@ $$;
 --   1. estimate the tokens without locking the bucket; refresh stale portions;
 --   2. lock up to max_messages eligible active queues with the lowest virtual time (ties: oldest head
 --      message, then lowest queue id), SKIP LOCKED so concurrent claimers take other queues;
---   3. share the tokens among them by raising their virtual times to a common level (fluid fair queueing:
---      queue i gets (level - vtime_i) x portion_i segments), and lock that many head messages of each
---      through the ready index (FOR UPDATE SKIP LOCKED, LIMIT fenced);
+--   3. share the tokens (at most one per message asked for) among them by raising their virtual times to a
+--      common level (fluid fair queueing: queue i gets (level - vtime_i) x portion_i segments), and lock
+--      that many head messages of each through the ready index (FOR UPDATE SKIP LOCKED, LIMIT fenced);
 --   4. lock the bucket, take the tokens for what fits (a message may start while a token is left, so the
 --      bucket can go below zero by less than one message), lease those messages, expire the dead ones,
 --      advance the queues' virtual times, counters and rates, and the destination's.
@@ -123,12 +123,11 @@ DECLARE
     sum_vr double precision := 0;
     sum_r double precision := 0;
     level double precision;
-    allowance double precision;
-    picked_ids bigint[] := '{}';
-    picked_queues bigint[] := '{}';
-    picked_segments integer[] := '{}';
-    picked_expired boolean[] := '{}';
-    room integer := max_messages;
+    allowances double precision[];
+    picked_ids bigint[];
+    picked_queues bigint[];
+    picked_segments integer[];
+    picked_expired boolean[];
     available double precision;
     factor double precision;
     used double precision := 0;
@@ -195,8 +194,9 @@ BEGIN
         RETURN;
     END IF;
 
-    -- 3. Water level: the lowest `level` with sum over queues of max(0, level - vtime) x portion = budget.
-    budget := floor(expected);
+    -- 3. Water level: the lowest `level` with sum over queues of max(0, level - vtime) x portion = budget,
+    -- the segments this claim may take (tokens expected, at most one per message asked for).
+    budget := least(floor(expected), max_messages);
     FOR i IN 1..n LOOP
         k := i;
         sum_vr := sum_vr + queue_vtimes[i] * queue_portions[i];
@@ -204,36 +204,33 @@ BEGIN
         level := (budget + sum_vr) / sum_r;
         EXIT WHEN i = n OR level <= queue_vtimes[i + 1];
     END LOOP;
-    FOR i IN 1..k LOOP
-        EXIT WHEN room <= 0;
-        allowance := greatest((level - queue_vtimes[i]) * queue_portions[i], CASE WHEN i = 1 THEN 1 ELSE 0 END);
-        CONTINUE WHEN allowance < 0.5;
-        WITH picked AS (
+    allowances := ARRAY(
+        SELECT greatest((level - u.vtime) * u.portion, CASE WHEN u.ord = 1 THEN 1 ELSE 0 END)
+        FROM unnest(queue_vtimes[1:k], queue_portions[1:k]) WITH ORDINALITY AS u(vtime, portion, ord)
+        ORDER BY u.ord
+    );
+    -- each queue's head messages up to its allowance (a message may start while allowance is left), in one
+    -- statement: an index probe per queue through the ready index, LIMIT fenced inside the LATERAL
+    SELECT array_agg(p.id ORDER BY p.ord, p.id), array_agg(p.queue_id ORDER BY p.ord, p.id),
+           array_agg(p.segments ORDER BY p.ord, p.id), array_agg(p.expired ORDER BY p.ord, p.id)
+    INTO picked_ids, picked_queues, picked_segments, picked_expired
+    FROM (
+        SELECT a.ord, a.queue_id, a.allowance, m.id, m.segments, m.expired,
+               coalesce(sum(m.segments) FILTER (WHERE NOT m.expired)
+                        OVER (PARTITION BY a.queue_id ORDER BY m.id), 0) AS through
+        FROM unnest(queue_ids[1:k], allowances) WITH ORDINALITY AS a(queue_id, allowance, ord)
+        CROSS JOIN LATERAL (
             SELECT m.id, m.segments, m.expires_at <= now_ AS expired
             FROM fairlane.messages m
-            WHERE m.queue_id = queue_ids[i] AND m.status = 'queued'
+            WHERE m.queue_id = a.queue_id AND m.status = 'queued'
               AND (m.available_at IS NULL OR m.available_at <= now_)
             ORDER BY m.id
-            LIMIT least(room, ceil(allowance)::integer)
+            LIMIT least(max_messages, ceil(a.allowance)::integer)
             FOR UPDATE SKIP LOCKED
-        ),
-        fitting AS (
-            SELECT p.*, coalesce(sum(p.segments) FILTER (WHERE NOT p.expired) OVER (ORDER BY p.id), 0) AS through
-            FROM picked p
-        )
-        SELECT picked_ids || array_agg(f.id ORDER BY f.id),
-               picked_queues || array_agg(queue_ids[i] ORDER BY f.id),
-               picked_segments || array_agg(f.segments ORDER BY f.id),
-               picked_expired || array_agg(f.expired ORDER BY f.id)
-        INTO picked_ids, picked_queues, picked_segments, picked_expired
-        FROM fitting f
-        WHERE f.expired OR f.through - f.segments < allowance;
-        picked_ids := coalesce(picked_ids, '{}');
-        picked_queues := coalesce(picked_queues, '{}');
-        picked_segments := coalesce(picked_segments, '{}');
-        picked_expired := coalesce(picked_expired, '{}');
-        room := max_messages - coalesce(array_length(picked_ids, 1), 0);
-    END LOOP;
+        ) m
+        WHERE a.allowance >= 0.5
+    ) p
+    WHERE p.expired OR p.through - p.segments < p.allowance;
     IF coalesce(array_length(picked_ids, 1), 0) = 0 THEN
         RETURN;
     END IF;
@@ -256,7 +253,9 @@ BEGIN
     available := least(state.capacity, state.tokens
         + state.rate * state.rate_factor * greatest(extract(epoch FROM now_ - state.refilled_at), 0));
     FOR i IN 1..array_length(picked_ids, 1) LOOP
-        IF picked_expired[i] THEN
+        IF i > max_messages THEN
+            take := take || false;
+        ELSIF picked_expired[i] THEN
             take := take || true;
         ELSIF used < floor(available) THEN
             take := take || true;

@@ -46,3 +46,49 @@ INSERT INTO public.bench_messages (tenant_id, queue_id, status, recipient, body,
 SELECT i %% %(tenants)s, i %% %(tenants)s, 'queued', '+1555' || lpad(i::text, 7, '0'), 'Your code is ' || i,
        1, 'GSM-7', now() + interval '10 hours'
 FROM generate_series(1, %(rows)s) i
+
+-- name: create_raw_queue
+-- The raw SKIP LOCKED baseline: a bare FIFO table.
+CREATE TABLE IF NOT EXISTS public.bench_raw (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant integer,
+                                             body text)
+
+-- name: raw_depth
+-- Rows in the raw queue.
+SELECT count(*) FROM public.bench_raw
+
+-- name: raw_fill
+-- Add %(rows)s rows to the raw queue: nine in ten for tenant 0, the rest over 999 tenants.
+INSERT INTO public.bench_raw (tenant, body)
+SELECT CASE WHEN i %% 10 = 0 THEN i %% 999 + 1 ELSE 0 END, 'hello ' || i FROM generate_series(1, %(rows)s) i
+
+-- name: raw_claim_delete
+-- Claim and delete a batch of the raw queue in FIFO order (asyncpg).
+DELETE FROM public.bench_raw
+WHERE id = ANY (ARRAY(SELECT id FROM public.bench_raw ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
+RETURNING id
+
+-- name: queued
+-- Messages queued in the scratch database.
+SELECT coalesce(sum(queued_count), 0) FROM fairlane.queues
+
+-- name: fill
+-- Submit %(rows)s messages through the outbox: nine in ten from tenant big, the rest over 999 tenants.
+INSERT INTO fairlane.outbox (tenant, recipient, body)
+SELECT CASE WHEN i %% 10 = 0 THEN 'tenant' || (i %% 999 + 1) ELSE 'big' END,
+       '+1555' || lpad((i %% 10000000)::text, 7, '0'), 'hello ' || i
+FROM generate_series(1, %(rows)s) i
+
+-- name: destination_id
+-- The benchmark destination.
+SELECT id FROM fairlane.destinations WHERE code = 'BENCH'
+
+-- name: claim
+-- Claim a batch of the benchmark destination (asyncpg).
+SELECT message_id, claim_id FROM fairlane.claim_v1($1, $2, 60)
+
+-- name: complete_sent
+-- Complete a claim as sent (asyncpg).
+SELECT fairlane.complete_v1($1, ids, array_fill('sent'::text, ARRAY[n]), array_fill(NULL::text, ARRAY[n]),
+                            array_fill(NULL::text, ARRAY[n]), array_fill(NULL::text, ARRAY[n]),
+                            array_fill(NULL::float8, ARRAY[n]), 5)
+FROM (SELECT $2::bigint[] AS ids, cardinality($2::bigint[]) AS n) batch

@@ -7,13 +7,17 @@ import signal
 import pytest
 
 from db import configuration
+from tests.fairness import Queue, fairness_error, ideal_rates
 from tests.integration.claiming import backlog
 from tests.integration.processes import Process, Simulator, dispatcher, free_port, wait_until
 
 
-def _configure(conn, simulator, *, rate, burst, tenants=3, timeout_seconds=2, max_in_flight=100, gateway="sim"):
+def _configure(
+    conn, simulator, *, rate, burst, tenants=3, timeout_seconds=2, max_in_flight=100, gateway="sim", set_weights=None
+):
+    set_weights = set_weights or [1] * tenants
     config = {
-        "tenant_sets": [{"name": "s"}],
+        "tenant_sets": [{"name": f"s{i}", "weight": weight} for i, weight in enumerate(set_weights)],
         "gateways": [
             {
                 "name": gateway,
@@ -25,7 +29,7 @@ def _configure(conn, simulator, *, rate, burst, tenants=3, timeout_seconds=2, ma
         ],
         "destinations": [{"code": "X", "gateway": gateway, "rate": rate, "burst": burst, "max_drain_seconds": 36000}],
         "tenants": [
-            {"name": f"t{i}", "tenant_set": "s", "senders": [{"address": f"+1555000000{i}", "type": "long_code"}]}
+            {"name": f"t{i}", "tenant_set": f"s{i}", "senders": [{"address": f"+1555000000{i}", "type": "long_code"}]}
             for i in range(tenants)
         ],
         "routes": [{"prefix": "+1", "sender_type": "long_code", "destination": "X"}],
@@ -45,13 +49,13 @@ def started():
         process.stop()
 
 
-def test_four_dispatchers_hold_the_quota(conn, dsn, tmp_path, started):
+def test_four_dispatchers_hold_the_quota_split_fairly(conn, dsn, tmp_path, started):
     rate, burst = 200, 20
     simulator = Simulator({"latency_ms": [1, 3], "destinations": {"X": {"rate": rate, "burst": burst}}}, tmp_path)
     started.append(simulator)
-    _configure(conn, simulator, rate=rate, burst=burst)
+    _configure(conn, simulator, rate=rate, burst=burst, set_weights=[1, 2, 3])
     for i in range(3):
-        backlog(conn, f"t{i}", f"+1555000000{i}", 1200)
+        backlog(conn, f"t{i}", f"+1555000000{i}", 1500)
     started.extend(dispatcher(dsn) for _ in range(4))
     wait_until(lambda: simulator.stats()["received"] >= rate * 12, timeout=60, message="12 s of traffic")
     received = simulator.received()
@@ -71,10 +75,11 @@ def test_four_dispatchers_hold_the_quota(conn, dsn, tmp_path, started):
     in_window = sum(1 for t in times if start + 1 <= t < start + 11)
     assert in_window >= 0.98 * rate * 10, in_window
     assert in_window <= rate * 10 * 1.01 + 1
-    # fair: the three equal tenants had a third each
+    # fair: tenant sets weighted 1:2:3 received 1/6, 2/6 and 3/6 of the ten seconds (fairness error <= 5%)
     shares = collections.Counter(m["tenant"] for m in received if start + 1 <= m["at"] < start + 11)
-    for tenant in ("t0", "t1", "t2"):
-        assert shares[tenant] == pytest.approx(in_window / 3, rel=0.05)
+    queues = [Queue(f"t{i}", f"t{i}", f"s{i}") for i in range(3)]
+    ideal = ideal_rates(rate, queues, {"s0": 1, "s1": 2, "s2": 3})
+    assert fairness_error(dict(shares), ideal) <= 0.05, shares
 
 
 def test_sigkill_mid_batch_loses_nothing(conn, dsn, tmp_path, started):

@@ -1,0 +1,134 @@
+"""Dispatch throughput: messages/s through claim + complete (a null in-process gateway, no quota) for 1, 2
+and 4 processes and batches of 10 and 100, at backlogs of 10k and 1M over 1,000 tenants with one holding
+90%; in the same run the raw FIFO SKIP LOCKED claim + delete loop on a bare table of the same size and batch,
+and the ratio. Run: `fairlane bench dispatch [--seconds S] [--large N]`.
+"""
+
+import asyncio
+import multiprocessing
+import time
+
+import asyncpg
+import psycopg
+
+from bench.scratch import drop, recreate
+from db import configuration, queries
+
+DATABASE = "fairlane_bench_dispatch"
+TENANTS = 1000
+
+
+def _configure(scratch: str) -> None:
+    config = {
+        "tenant_sets": [{"name": "bench"}],
+        "gateways": [{"name": "null", "kind": "http", "url": "http://127.0.0.1:9/"}],
+        "destinations": [
+            {"code": "BENCH", "gateway": "null", "rate": 1e9, "burst": 2_000_000_000, "max_drain_seconds": 100000}
+        ],
+        "tenants": [
+            {"name": "big", "tenant_set": "bench", "senders": [{"address": "+15550000000", "type": "long_code"}]}
+        ],
+        "routes": [{"prefix": "+1", "sender_type": "long_code", "destination": "BENCH"}],
+    }
+    with psycopg.connect(scratch) as connection:
+        configuration.apply(connection, configuration.parse(config))
+        connection.execute(
+            """INSERT INTO fairlane.tenants (name, tenant_set_id)
+               SELECT 'tenant' || i, (SELECT id FROM fairlane.tenant_sets) FROM generate_series(1, %s) i""",
+            (TENANTS - 1,),
+        )
+        connection.execute(
+            """INSERT INTO fairlane.senders (tenant_id, address, type)
+               SELECT id, '+1555' || lpad(id::text, 7, '0'), 'long_code' FROM fairlane.tenants WHERE name <> 'big'"""
+        )
+
+
+def _top_up(scratch: str, backlog: int) -> None:
+    q = queries.load("bench")
+    with psycopg.connect(scratch, autocommit=True) as connection:
+        connection.execute(q["create_raw_queue"])
+        queued = connection.execute(q["queued"]).fetchone()[0]
+        raw = connection.execute(q["raw_depth"]).fetchone()[0]
+        if backlog > queued:
+            connection.execute(q["fill"], {"rows": backlog - queued})
+        if backlog > raw:
+            connection.execute(q["raw_fill"], {"rows": backlog - raw})
+        connection.execute("VACUUM ANALYZE")
+
+
+async def _worker_loop(
+    scratch: str, kind: str, batch: int, seconds: float, start_at: float, budget
+) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """Claim and complete (or claim and delete) batches until the run's time is up or the run has taken its
+    share of the backlog (so the backlog stays near its size); return (messages, seconds)."""
+    q = queries.load("bench")
+    connection = await asyncpg.connect(scratch)
+    destination = await connection.fetchval(q["destination_id"])
+    done = 0
+    while time.time() < start_at:
+        await asyncio.sleep(0.001)
+    deadline = start_at + seconds
+    while time.time() < deadline:
+        with budget.get_lock():
+            if budget.value <= 0:
+                break
+            budget.value -= batch
+        if kind == "raw":
+            done += len(await connection.fetch(q["raw_claim_delete"], batch))
+            continue
+        rows = await connection.fetch(q["claim"], destination, batch)
+        if rows:
+            await connection.fetchval(q["complete_sent"], rows[0]["claim_id"], [r["message_id"] for r in rows])
+            done += len(rows)
+    elapsed = time.time() - start_at
+    await connection.close()
+    return done, elapsed
+
+
+def _worker(scratch: str, kind: str, batch: int, seconds: float, start_at: float, budget, results) -> None:  # type: ignore[no-untyped-def]
+    results.put(asyncio.run(_worker_loop(scratch, kind, batch, seconds, start_at, budget)))
+
+
+def _measure(scratch: str, kind: str, processes: int, batch: int, seconds: float, budget: int) -> float:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    shared_budget = context.Value("q", budget)
+    start_at = time.time() + 2.0  # every process connected before the clock starts
+    workers = [
+        context.Process(target=_worker, args=(scratch, kind, batch, seconds, start_at, shared_budget, results))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=seconds + 60) for _ in workers]
+    for worker in workers:
+        worker.join()
+    return sum(n for n, _ in outcomes) / max(elapsed for _, elapsed in outcomes)
+
+
+def main(dsn: str, seconds: float = 3.0, large: int = 1_000_000) -> None:
+    scratch = recreate(dsn, DATABASE)
+    _configure(scratch)
+    print(
+        f"dispatch benchmark: claim + complete with a null gateway and no quota, {TENANTS} tenants (one with 90%),"
+        f" {seconds:g} s per run; raw = FIFO SKIP LOCKED claim + delete on a bare table of the same size"
+    )
+    print(f"{'backlog':>9} {'procs':>5} {'batch':>5} {'fairlane msg/s':>15} {'raw msg/s':>10} {'ratio':>6}")
+    by_backlog: dict[int, dict[tuple[int, int], float]] = {}
+    try:
+        for backlog in (10_000, large):
+            for processes in (1, 2, 4):
+                for batch in (10, 100):
+                    _top_up(scratch, backlog)
+                    # each run takes at most a fifth of the backlog, so it stays near its size
+                    ours = _measure(scratch, "fairlane", processes, batch, seconds, backlog // 5)
+                    _top_up(scratch, backlog)
+                    raw = _measure(scratch, "raw", processes, batch, seconds, backlog // 5)
+                    by_backlog.setdefault(backlog, {})[(processes, batch)] = ours
+                    print(f"{backlog:>9,} {processes:>5} {batch:>5} {ours:>15,.0f} {raw:>10,.0f} {ours / raw:>6.2f}")
+        print()
+        for key, ours_large in by_backlog[large].items():
+            ratio = ours_large / by_backlog[10_000][key]
+            print(f"{large:,} backlog against 10k, {key[0]} processes, batch {key[1]}: {ratio:.2f}")
+    finally:
+        drop(dsn, DATABASE)
