@@ -94,7 +94,7 @@ END
 $$;
 
 -- Claim up to max_messages ready messages of one destination, never more segments than its token bucket
--- holds (refilled at rate x AIMD factor; capacity burst less 20 ms of the rate, at least 1); a message that
+-- holds (refilled at rate x AIMD factor; capacity burst less 50 ms of the rate, at least 1); a message that
 -- may not go now is never claimed.
 --   1. estimate the tokens without locking the bucket; refresh stale portions;
 --   2. lock up to max_messages eligible active queues with the lowest virtual time (ties: oldest head
@@ -140,9 +140,9 @@ BEGIN
     SELECT s.tokens, s.refilled_at, s.rate_factor, s.throttled_at, s.shares_version, s.portions_version,
            s.portions_at,
            d.rate::double precision AS rate,
-           -- the bucket holds the burst less 20 ms of the rate: the allowance for the time between a claim
+           -- the bucket holds the burst less 50 ms of the rate: the allowance for the time between a claim
            -- and the message's arrival at the carrier, so arrivals stay within rate + burst per second too
-           greatest(d.burst - ceil(d.rate * 0.02), 1)::double precision AS capacity
+           greatest(d.burst - ceil(d.rate * 0.05), 1)::double precision AS capacity
     INTO state
     FROM fairlane.destination_state s JOIN fairlane.destinations d ON d.id = s.destination_id
     WHERE s.destination_id = destination;
