@@ -7,6 +7,7 @@ file's ``routes`` (when present) is the whole routing table.
 """
 
 import hashlib
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -191,8 +192,9 @@ def parse(data: Mapping[str, Any]) -> Configuration:
             Destination(
                 r.text("code", required=True),
                 r.text("gateway", required=True),
-                r.number("rate", None, required=True),
-                r.integer("burst", 1, minimum=0),
+                rate := r.number("rate", None, required=True),
+                # default burst: a fifth of a second at the rate (SPEC's example: 100/s, burst 20)
+                r.integer("burst", max(1, math.ceil(rate / 5)), minimum=0),
                 r.integer("max_drain_seconds", 14400),
                 r.integer("default_validity_seconds", 36000, maximum=36000),
                 tuple(allocations),

@@ -126,14 +126,16 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from bench import dispatch, outbox
+    from bench import dispatch, e2e, outbox
 
     database = open_database(settings)
     try:
         if args.name == "outbox":
             outbox.main(database.dsn, rows=args.rows)
-        else:
+        elif args.name == "dispatch":
             dispatch.main(database.dsn, seconds=args.seconds, large=args.large)
+        else:
+            e2e.main(database.dsn)
     finally:
         close_database(settings, database)
     return 0
@@ -256,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
     api.set_defaults(handler=cmd_api)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("name", choices=("outbox", "dispatch"))
+    bench.add_argument("name", choices=("outbox", "dispatch", "e2e"))
     bench.add_argument("--rows", type=int, default=100_000, help="outbox: rows per run")
     bench.add_argument("--seconds", type=float, default=3.0, help="dispatch: seconds per run")
     bench.add_argument("--large", type=int, default=1_000_000, help="dispatch: the large backlog")

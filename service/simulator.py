@@ -185,5 +185,6 @@ def run(port: int, config: SimulatorConfig, host: str = "127.0.0.1") -> None:
         Simulator(config).app(),
         host=host,
         port=port,
+        access_log=None,
         print=lambda *_: print(f"simulator listening on http://{host}:{port}", flush=True),
     )

@@ -92,3 +92,34 @@ SELECT fairlane.complete_v1($1, ids, array_fill('sent'::text, ARRAY[n]), array_f
                             array_fill(NULL::text, ARRAY[n]), array_fill(NULL::text, ARRAY[n]),
                             array_fill(NULL::float8, ARRAY[n]), 5)
 FROM (SELECT $2::bigint[] AS ids, cardinality($2::bigint[]) AS n) batch
+
+-- name: submit_light
+-- One message from tenant light (psycopg).
+SELECT fairlane.submit(tenant => 'light', recipient => '+15557654321', body => 'Your code is 1234')
+
+-- name: flood
+-- %(rows)s messages from tenant flood (psycopg).
+INSERT INTO fairlane.outbox (tenant, recipient, body)
+SELECT 'flood', '+1555' || lpad(i::text, 7, '0'), 'Big sale ' || i FROM generate_series(1, %(rows)s) i
+
+-- name: light_waits
+-- Queue wait of tenant light's messages: p50 and p99 seconds from acceptance to claim (psycopg).
+SELECT count(*) AS messages,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY w) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY w) AS p99
+FROM (
+    SELECT extract(epoch FROM e.at - m.created_at) AS w
+    FROM fairlane.messages m
+    JOIN fairlane.tenants t ON t.id = m.tenant_id
+    JOIN fairlane.message_events e ON e.message_id = m.id AND e.status = 'sending'
+    WHERE t.name = 'light'
+) waits
+
+-- name: sent_count
+-- Messages that reached the gateway (psycopg).
+SELECT count(*) FROM fairlane.messages WHERE status IN ('sent', 'delivered', 'undelivered')
+
+-- name: spread
+-- %(rows)s messages spread evenly over tenants t0 .. t999 (psycopg).
+INSERT INTO fairlane.outbox (tenant, recipient, body)
+SELECT 't' || (i %% 1000), '+1666' || lpad(i::text, 7, '0'), 'hello' FROM generate_series(1, %(rows)s) i
