@@ -17,6 +17,7 @@ import asyncpg
 
 from db import dispatch
 from db.dispatch import Answer, Claimed, Destination
+from db.transaction import with_retries
 from service.gateways import HttpGateway
 
 logger = logging.getLogger(__name__)
@@ -134,18 +135,18 @@ class Dispatcher:
         await self._record(pool, destination, claimed[0].claim_id, answers)
 
     async def _record(self, pool: asyncpg.Pool, destination: Destination, claim_id: int, answers: list[Answer]) -> None:
-        for attempt in range(5):
-            try:
-                async with pool.acquire() as connection:
-                    if any(a.outcome == "throttled" for a in answers):
-                        await dispatch.throttle(connection, destination.id)
-                    await dispatch.complete(connection, claim_id, answers, self.settings.max_attempts)
-                logger.info("batch completed", extra={"destination": destination.code, "messages": len(answers)})
-                return
-            except (asyncpg.PostgresError, OSError) as error:
-                # the lease protects the messages: if this never succeeds, rescue requeues them
-                logger.warning("completion failed", extra={"attempt": attempt, "error": str(error)})
-                await asyncio.sleep(0.1 * 2**attempt)
+        async def record(connection: asyncpg.Connection) -> None:
+            if any(a.outcome == "throttled" for a in answers):
+                await dispatch.throttle(connection, destination.id)
+            await dispatch.complete(connection, claim_id, answers, self.settings.max_attempts)
+
+        try:
+            await with_retries(pool, record)
+        except (asyncpg.PostgresError, OSError) as error:
+            # the lease protects the messages: rescue requeues them when it expires
+            logger.error("completion failed", extra={"destination": destination.code, "error": str(error)})
+            return
+        logger.info("batch completed", extra={"destination": destination.code, "messages": len(answers)})
 
     async def _drain(self) -> None:
         """Let in-flight sends finish for up to the grace period, then cut them short: each batch task

@@ -1,0 +1,36 @@
+"""The one retry helper around SQL: serialization failures, deadlocks, lock timeouts and lost connections
+are retried with bounded, jittered exponential backoff; anything else is raised at once."""
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRYABLE = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
+    OSError,
+)
+
+
+async def with_retries(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]], attempts: int = 5) -> T:
+    """Run `work` in a transaction on a pooled connection, retrying transient failures."""
+    for attempt in range(attempts):
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                return await work(connection)
+        except RETRYABLE as error:
+            if attempt == attempts - 1:
+                raise
+            delay = 0.05 * 2**attempt * random.uniform(0.5, 1.5)
+            logger.warning("transaction retried", extra={"attempt": attempt + 1, "error": type(error).__name__})
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
