@@ -159,7 +159,9 @@ BEGIN
     computed_version := state.portions_version;
     refreshed_at := state.portions_at;
     IF state.shares_version > state.portions_version
-       AND (state.portions_at IS NULL OR now_ - state.portions_at >= interval '100 milliseconds') THEN
+       AND (state.portions_at IS NULL OR now_ - state.portions_at >= interval '100 milliseconds')
+       -- one claimer recomputes at a time; the others go on with the portions they have
+       AND pg_try_advisory_xact_lock(hashtext('fairlane.portions'), destination::integer) THEN
         refreshed_at := now_;
         IF fairlane.refresh_portions_v1(destination) THEN
             computed_version := state.shares_version;
