@@ -79,8 +79,8 @@ async def throttle(connection: asyncpg.Connection, destination_id: int) -> float
     return float(await connection.fetchval(_Q["throttle"], destination_id))
 
 
-async def rescue(connection: asyncpg.Connection) -> int:
-    return int(await connection.fetchval(_Q["rescue"]))
+async def rescue(connection: asyncpg.Connection, max_attempts: int) -> int:
+    return int(await connection.fetchval(_Q["rescue"], max_attempts))
 
 
 async def promote(connection: asyncpg.Connection) -> int:
@@ -117,5 +117,5 @@ async def receipt(
         raise translated from error
 
 
-async def backlogged(connection: asyncpg.Connection, destination_id: int) -> bool:
-    return bool(await connection.fetchval(_Q["backlogged"], destination_id))
+async def ready(connection: asyncpg.Connection, destination_id: int) -> bool:
+    return bool(await connection.fetchval(_Q["ready"], destination_id))

@@ -221,7 +221,6 @@ destination_state = Table(
     Column("rate_factor", Float, nullable=False, server_default=text("1")),
     Column("throttled_at", TIMESTAMPTZ),
     Column("virtual_time", Float, nullable=False, server_default=text("0")),
-    Column("shares_version", BigInteger, nullable=False, server_default=text("1")),
     Column("portions_version", BigInteger, nullable=False, server_default=text("0")),
     Column("portions_at", TIMESTAMPTZ),
     Column("recent_rate", Float, nullable=False, server_default=text("0")),

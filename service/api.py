@@ -18,6 +18,7 @@ HTTP_STATUS = {
     "not_found": 404,
     "unknown_destination": 404,
     "not_cancelable": 409,
+    "conflict": 409,
     "receipt_too_early": 409,
     "idempotency_mismatch": 422,
     "queue_overflow": 429,
@@ -47,12 +48,14 @@ async def errors(
 async def receipts(request: web.Request) -> web.Response:
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, LookupError):
         raise FairlaneError("invalid_request", "the body is not JSON") from None
     if not isinstance(body, dict):
         raise FairlaneError("invalid_request", "the body must be a JSON object")
     message_id = body.get("id")
-    if message_id is not None and not (isinstance(message_id, str) and message_id.isdigit()):
+    if message_id is not None and not (
+        isinstance(message_id, str) and message_id.isascii() and message_id.isdigit() and int(message_id) < 2**63
+    ):
         raise FairlaneError(
             "invalid_request", "id must be a message id (a string of digits)", field="id", value=str(message_id)
         )
@@ -60,8 +63,12 @@ async def receipts(request: web.Request) -> web.Response:
     error_code = body.get("error_code")
     status = body.get("status")
     for name, value in (("provider_id", provider_id), ("error_code", error_code), ("status", status)):
-        if value is not None and not isinstance(value, str):
-            raise FairlaneError("invalid_request", f"{name} must be a string", field=name, value=str(value))
+        if value is not None and (not isinstance(value, str) or "\x00" in value or len(value) > 255):
+            raise FairlaneError(
+                "invalid_request", f"{name} must be a string of at most 255 characters", field=name, value=str(value)
+            )
+    if "\x00" in request.match_info["name"]:
+        raise FairlaneError("invalid_request", "bad gateway name", field="name")
     async with request.app[POOL].acquire() as connection:
         result = await dispatch.receipt(
             connection,

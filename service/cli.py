@@ -173,8 +173,9 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _supervise(commands: list[list[str]], env: dict[str, str]) -> int:
-    """Run child processes until they exit; SIGTERM/SIGINT is passed on to each of them."""
-    children = [subprocess.Popen(command, env=env) for command in commands]
+    """Run child processes until they exit; SIGTERM/SIGINT is passed on to each of them. Exit status: 0
+    when every child exited 0, else the first failure (128 + signal for a child killed by a signal)."""
+    children: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, frame: object) -> None:
         for child in children:
@@ -183,8 +184,10 @@ def _supervise(commands: list[list[str]], env: dict[str, str]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    children.extend(subprocess.Popen(command, env=env) for command in commands)
     codes = [child.wait() for child in children]
-    return max(codes, key=abs)
+    failures = [128 - code if code < 0 else code for code in codes if code != 0]
+    return failures[0] if failures else 0
 
 
 def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
@@ -217,6 +220,13 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fairlane", description="Fair-share messaging dispatcher on PostgreSQL")
     commands = p.add_subparsers(dest="command", required=True)
@@ -238,7 +248,7 @@ def parser() -> argparse.ArgumentParser:
     stats_command.set_defaults(handler=cmd_stats)
 
     dispatch_command = commands.add_parser("dispatch", help="dispatcher processes (reads DATABASE_URL)")
-    dispatch_command.add_argument("--workers", type=int, default=1)
+    dispatch_command.add_argument("--workers", type=_positive, default=1)
     dispatch_command.add_argument("--batch-size", type=int, default=100)
     dispatch_command.add_argument("--grace", type=float, default=10.0, help="seconds in-flight sends get at stop")
     dispatch_command.add_argument(

@@ -18,7 +18,7 @@ import asyncpg
 from db import dispatch
 from db.dispatch import Answer, Claimed, Destination
 from db.transaction import with_retries
-from service.gateways import HttpGateway
+from service.gateways import HttpGateway, retry_delay
 
 logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "fairlane_ready"
@@ -44,6 +44,7 @@ class Dispatcher:
         self._in_flight: dict[int, int] = {}
         self._slot_freed: dict[int, asyncio.Event] = {}
         self._batches: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Task[Answer]] = set()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -60,14 +61,19 @@ class Dispatcher:
         logger.info("dispatcher started", extra={"pid": os.getpid()})
         try:
             while not self._stopping.is_set():
-                async with pool.acquire() as connection:
-                    for destination in await dispatch.destinations(connection):
-                        if destination.id not in loops or loops[destination.id].done():
-                            loops[destination.id] = asyncio.create_task(self._serve(pool, session, destination))
+                try:
+                    async with pool.acquire() as connection:
+                        for destination in await dispatch.destinations(connection):
+                            if destination.id not in loops or loops[destination.id].done():
+                                loops[destination.id] = asyncio.create_task(self._serve(pool, session, destination))
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                    logger.warning("destinations not read", extra={"error": str(error)})
                 await _wait(self._stopping, self.settings.destinations_refresh_seconds)
+        finally:
+            # however the loop ended: stop claiming, let sends finish or release them, record every answer
+            self.stop()
             await asyncio.gather(*loops.values(), return_exceptions=True)
             await self._drain()
-        finally:
             maintenance.cancel()
             await asyncio.gather(maintenance, return_exceptions=True)
             await session.close()
@@ -101,8 +107,8 @@ class Dispatcher:
                 async with pool.acquire() as connection:
                     claimed = await dispatch.claim(connection, destination.id, room, lease)
                     if not claimed:
-                        backlog = await dispatch.backlogged(connection, destination.id)
-            except (asyncpg.PostgresError, OSError) as error:
+                        ready = await dispatch.ready(connection, destination.id)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
                 logger.warning("claim failed", extra={"destination": destination.code, "error": str(error)})
                 await _wait(self._stopping, self.settings.poll_seconds)
                 continue
@@ -113,23 +119,39 @@ class Dispatcher:
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
                 continue
-            # out of tokens: the next one comes within 1/rate; out of work: wait for a NOTIFY or the poll
-            await _wait(wake, token_wait if backlog else self.settings.poll_seconds)
+            # messages ready but no token: the next one comes within 1/rate; nothing ready (empty, backing
+            # off, capped senders): wait for a NOTIFY or the poll
+            await _wait(wake, token_wait if ready else self.settings.poll_seconds)
 
     async def _send(
         self, pool: asyncpg.Pool, gateway: HttpGateway, destination: Destination, claimed: list[Claimed]
     ) -> None:
         sends = {asyncio.create_task(gateway.send(message)): message for message in claimed}
+        self._sends.update(sends)
         try:
-            done, pending = await asyncio.wait(sends, timeout=None)
+            await asyncio.wait(sends)
         except asyncio.CancelledError:
-            done = {t for t in sends if t.done() and not t.cancelled()}
-            pending = set(sends) - done
-            for task in pending:
+            for task in sends:
                 task.cancel()
-        answers = [t.result() for t in done if not t.cancelled() and t.exception() is None]
-        answered = {a.message_id for a in answers}
-        answers += [Answer(m.message_id, "release") for m in claimed if m.message_id not in answered]
+            await asyncio.wait(sends)
+        finally:
+            self._sends.difference_update(sends)
+        answers = []
+        for task, message in sends.items():
+            if task.cancelled():  # cut short at shutdown: back to its queue, no attempt used
+                answers.append(Answer(message.message_id, "release"))
+            elif task.exception() is not None:
+                logger.error("send failed", exc_info=task.exception(), extra={"message": message.message_id})
+                answers.append(
+                    Answer(
+                        message.message_id,
+                        "retry",
+                        error_code="dispatcher_error",
+                        delay=retry_delay(message.attempts + 1),
+                    )
+                )
+            else:
+                answers.append(task.result())
         self._in_flight[destination.id] -= len(claimed)
         self._slot_freed[destination.id].set()
         await self._record(pool, destination, claimed[0].claim_id, answers)
@@ -142,21 +164,22 @@ class Dispatcher:
 
         try:
             await with_retries(pool, record)
-        except (asyncpg.PostgresError, OSError) as error:
+        except Exception:
             # the lease protects the messages: rescue requeues them when it expires
-            logger.error("completion failed", extra={"destination": destination.code, "error": str(error)})
+            logger.exception("completion failed", extra={"destination": destination.code, "claim": claim_id})
             return
         logger.info("batch completed", extra={"destination": destination.code, "messages": len(answers)})
 
     async def _drain(self) -> None:
-        """Let in-flight sends finish for up to the grace period, then cut them short: each batch task
-        records what its gateway answered and releases the rest back to their queues."""
+        """Let in-flight sends finish for up to the grace period, then cut the gateway calls short; every
+        batch then records what its gateway answered and releases the rest back to their queues."""
         batches = set(self._batches)
         if not batches:
             return
         _, pending = await asyncio.wait(batches, timeout=self.settings.grace_seconds)
-        for task in pending:
-            task.cancel()
+        if pending:
+            for send in list(self._sends):
+                send.cancel()
         await asyncio.gather(*batches, return_exceptions=True)
 
     async def _maintain(self) -> None:
@@ -173,7 +196,7 @@ class Dispatcher:
                     if leader:
                         logger.info("maintenance leader", extra={"pid": os.getpid()})
                 if leader:
-                    rescued = await dispatch.rescue(connection)
+                    rescued = await dispatch.rescue(connection, self.settings.max_attempts)
                     promoted = await dispatch.promote(connection)
                     if rescued or promoted:
                         logger.info("maintenance", extra={"rescued": rescued, "promoted": promoted})

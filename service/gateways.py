@@ -4,7 +4,8 @@
     {"id", "to", "from", "body", "segments", "destination", "tenant", "validity_until"}
 
 2xx (optional JSON {"provider_id"}) -> sent; 429 (optional Retry-After) -> throttled; 408, 5xx, timeout or a
-connection error -> retry; any other 4xx (optional JSON {"code", "message"}) -> failed with that code.
+connection error -> retry; any other 4xx (optional JSON {"code", "message"}) -> failed with that code. A 1xx
+or 3xx (redirects are not followed) is retried like a 5xx.
 """
 
 import json
@@ -58,8 +59,9 @@ class HttpGateway:
                 json=payload(message),
                 headers={"Idempotency-Key": str(message.message_id)},
                 timeout=self.timeout,
+                allow_redirects=False,  # a redirect would be followed as a GET without the message
             ) as response:
-                text = await response.text()
+                text = (await response.read()).decode("utf-8", errors="replace")
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
         except (TimeoutError, aiohttp.ClientError) as error:
@@ -76,7 +78,7 @@ class HttpGateway:
             return Answer(message.message_id, "sent", provider_id=str(provider_id) if provider_id else None)
         if status == 429:
             return Answer(message.message_id, "throttled", error_code="throttled", delay=_retry_after(retry_after))
-        if status == 408 or status >= 500:
+        if status == 408 or status >= 500 or status < 200 or 300 <= status < 400:
             return Answer(
                 message.message_id,
                 "retry",

@@ -107,6 +107,7 @@ class Simulator:
         yield
         for task in list(self.receipt_tasks):
             task.cancel()
+        await asyncio.gather(*self.receipt_tasks, return_exceptions=True)
         await self.session.close()
 
     async def messages(self, request: web.Request) -> web.Response:
@@ -114,14 +115,11 @@ class Simulator:
             message = await request.json()
             destination = str(message["destination"])
             segments = int(message["segments"])
-        except (ValueError, KeyError, TypeError):
+            if not 1 <= segments <= 100:
+                raise ValueError(segments)
+        except (ValueError, KeyError, TypeError, OverflowError, UnicodeDecodeError):
             return web.json_response({"code": "invalid", "message": "bad message"}, status=400)
         key = request.headers.get("Idempotency-Key", "")
-        now = time.monotonic() - self.started
-        window = self.windows.get(destination)
-        if window is not None and not window.admit(now, segments):
-            self.throttled[destination] += 1
-            return web.json_response({"code": "throttled"}, status=429, headers={"Retry-After": "1"})
         low, high = self.config.latency_ms
         await asyncio.sleep(self.random.uniform(low, high) / 1000.0)
         draw = self.random.random()
@@ -134,6 +132,12 @@ class Simulator:
         draw -= self.config.failure_rate
         if draw < self.config.permanent_failure_rate:
             return web.json_response({"code": "30003", "message": "unreachable handset"}, status=400)
+        # the rate limit counts only what the carrier takes
+        now = time.monotonic() - self.started
+        window = self.windows.get(destination)
+        if window is not None and not window.admit(now, segments):
+            self.throttled[destination] += 1
+            return web.json_response({"code": "throttled"}, status=429, headers={"Retry-After": "1"})
         self.keys[key] += 1
         self.per_second[destination][int(now)] += segments
         self.received.append({**message, "at": now, "idempotency_key": key})
@@ -161,7 +165,7 @@ class Simulator:
                         await response.read()
                         if response.status < 300:
                             break
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     pass
                 await asyncio.sleep(0.05 * 2**attempt)
 

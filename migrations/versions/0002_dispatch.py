@@ -33,6 +33,8 @@ CREATE INDEX messages_lease_idx ON fairlane.messages (lease_until) WHERE status 
 CREATE INDEX messages_provider_id_idx ON fairlane.messages (provider_id) WHERE provider_id IS NOT NULL;
 
 CREATE SEQUENCE fairlane.claims_id_seq;
+-- Moves on whenever fair shares may have changed (a queue joined or left, configuration changed).
+CREATE SEQUENCE fairlane.shares_seq;
 
 -- One small row per destination, touched by every claim: fillfactor 50 and no index but the key keeps
 -- its updates HOT.
@@ -44,7 +46,6 @@ CREATE TABLE fairlane.destination_state (
         CONSTRAINT destination_state_rate_factor_check CHECK (rate_factor > 0 AND rate_factor <= 1),
     throttled_at timestamptz,
     virtual_time double precision NOT NULL DEFAULT 0,
-    shares_version bigint NOT NULL DEFAULT 1,
     portions_version bigint NOT NULL DEFAULT 0,
     portions_at timestamptz,
     recent_rate double precision NOT NULL DEFAULT 0,
@@ -104,11 +105,11 @@ def downgrade() -> None:
         DROP FUNCTION fairlane.receipt_v1(text, text, bigint, text, text);
         DROP FUNCTION fairlane.throttle_v1(bigint, timestamptz);
         DROP FUNCTION fairlane.promote_v1(timestamptz);
-        DROP FUNCTION fairlane.rescue_v1(timestamptz);
+        DROP FUNCTION fairlane.rescue_v1(integer, timestamptz);
         DROP FUNCTION fairlane.complete_v1(bigint, bigint[], text[], text[], text[], text[],
                                            double precision[], integer, timestamptz);
         DROP FUNCTION fairlane.claim_v1(bigint, integer, double precision, timestamptz);
-        DROP FUNCTION fairlane.requeue_v1(bigint[], timestamptz[], text, timestamptz);
+        DROP FUNCTION fairlane.requeue_v1(bigint[], timestamptz[], text[], timestamptz);
         DROP FUNCTION fairlane.destination_created_v1();
         DROP FUNCTION fairlane.shares_changed_v1();
         DROP FUNCTION fairlane.queue_membership_v1();
@@ -118,6 +119,7 @@ def downgrade() -> None:
         DROP FUNCTION fairlane.water_fill_v1(double precision, double precision[], double precision[]);
         DROP TABLE fairlane.destination_state;
         DROP SEQUENCE fairlane.claims_id_seq;
+        DROP SEQUENCE fairlane.shares_seq;
         DROP INDEX fairlane.messages_lease_idx;
         DROP INDEX fairlane.messages_provider_id_idx;
         ALTER TABLE fairlane.messages DROP COLUMN available_at, DROP COLUMN claim_id;

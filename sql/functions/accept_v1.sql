@@ -109,8 +109,10 @@ BEGIN
                    nb.recipient, nb.body, fairlane.is_gsm7_v1(nb.body) AS gsm7, nb.send_at,
                    coalesce(nb.validity_seconds, rs.default_validity_seconds) AS validity_seconds,
                    nb.status_callback, nb.idempotency_key,
-                   md5(concat_ws(chr(31), nb.recipient, nb.body, nb.sender, nb.destination,
-                                 nb.send_at::text, nb.validity_seconds::text, nb.status_callback)) AS request_hash,
+                   -- NULL-preserving, independent of the session's time zone
+                   md5(jsonb_build_array(nb.recipient, nb.body, nb.sender, nb.destination,
+                                         extract(epoch FROM nb.send_at), nb.validity_seconds,
+                                         nb.status_callback)::text) AS request_hash,
                    k.message_id AS original_id, k.request_hash AS original_hash,
                    CASE
                        WHEN nb.tenant IS NULL THEN
@@ -297,19 +299,21 @@ BEGIN
         WHERE NOT (p.portion > 0) OR i.backlog / p.portion > least(d.max_drain_seconds, i.validity_seconds)
         ORDER BY i.ordinal
         LIMIT 1;
-        PERFORM fairlane.raise_v1(
-            'queue_overflow', NULL, NULL,
-            format('queue %s / %s / %s is full: %s queued segments would take %s s to drain at its portion of '
-                   '%s segments/s, more than %s s', bad.tenant, bad.destination, bad.sender, bad.backlog,
-                   coalesce(round(bad.drain_seconds::numeric)::text, 'infinite'), round(bad.portion::numeric, 3),
-                   bad.limit_seconds),
-            CASE WHEN row_count > 1 THEN bad.ordinal END,
-            jsonb_build_object(
-                'tenant', bad.tenant, 'destination', bad.destination, 'sender', bad.sender,
-                'queued_segments', bad.backlog, 'portion', bad.portion, 'max_drain_seconds', bad.limit_seconds,
-                'retry_after_seconds', CASE WHEN bad.portion > 0 THEN ceil(bad.drain_seconds - bad.limit_seconds) END
-            )
-        );
+        IF FOUND THEN  -- the grouped check is conservative; only a row that does not fit is refused
+            PERFORM fairlane.raise_v1(
+                'queue_overflow', NULL, NULL,
+                format('queue %s / %s / %s is full: %s queued segments would take %s s to drain at its portion of '
+                       '%s segments/s, more than %s s', bad.tenant, bad.destination, bad.sender, bad.backlog,
+                       coalesce(round(bad.drain_seconds::numeric)::text, 'infinite'), round(bad.portion::numeric, 3),
+                       bad.limit_seconds),
+                CASE WHEN row_count > 1 THEN bad.ordinal END,
+                jsonb_build_object(
+                    'tenant', bad.tenant, 'destination', bad.destination, 'sender', bad.sender,
+                    'queued_segments', bad.backlog, 'portion', bad.portion, 'max_drain_seconds', bad.limit_seconds,
+                    'retry_after_seconds', CASE WHEN bad.portion > 0 THEN ceil(bad.drain_seconds - bad.limit_seconds) END
+                )
+            );
+        END IF;
     END IF;
 
     -- 5. Write.

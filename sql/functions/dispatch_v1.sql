@@ -22,8 +22,9 @@ CREATE TYPE fairlane.claimed_message_v1 AS (
 );
 
 -- A queue joins (queued_count 0 -> n) or leaves (n -> 0) its destination's active set: a joining queue
--- starts at the destination's virtual time, and the destination's shares_version moves on, so the next
--- claim recomputes the portions (portions_version catches up with the shares_version it computed from).
+-- starts at the destination's virtual time, and the sequence fairlane.shares_seq moves on, so the next
+-- claim recomputes the portions (destination_state.portions_version catches up with the value it computed
+-- from). A sequence takes no row lock: submissions never wait for claims here.
 CREATE FUNCTION fairlane.queue_membership_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -34,8 +35,7 @@ BEGIN
     ELSE
         NEW.portion := NULL;
     END IF;
-    UPDATE fairlane.destination_state s SET shares_version = s.shares_version + 1
-    WHERE s.destination_id = NEW.destination_id;
+    PERFORM nextval('fairlane.shares_seq');
     RETURN NEW;
 END
 $$;
@@ -45,7 +45,7 @@ $$;
 CREATE FUNCTION fairlane.shares_changed_v1() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE fairlane.destination_state s SET shares_version = s.shares_version + 1;
+    PERFORM nextval('fairlane.shares_seq');
     RETURN NULL;
 END
 $$;
@@ -62,7 +62,8 @@ $$;
 -- Put messages back in their queues (or expire them when their validity has passed): after a retryable
 -- error, a throttle, a release at shutdown, an expired lease or when a scheduled time arrives.
 -- Queue counters are updated with the queues locked in id order.
-CREATE FUNCTION fairlane.requeue_v1(message_ids bigint[], ready_at timestamptz[], reason text, at_time timestamptz)
+CREATE FUNCTION fairlane.requeue_v1(message_ids bigint[], ready_at timestamptz[], reasons text[],
+                                    at_time timestamptz)
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -70,13 +71,13 @@ BEGIN
         UPDATE fairlane.messages m
         SET status = CASE WHEN m.expires_at <= at_time THEN 'expired' ELSE 'queued' END,
             available_at = u.ready_at, claim_id = NULL, lease_until = NULL, updated_at = at_time
-        FROM unnest(message_ids, ready_at) AS u(id, ready_at)
+        FROM unnest(message_ids, ready_at, reasons) AS u(id, ready_at, reason)
         WHERE m.id = u.id
-        RETURNING m.id, m.tenant_id, m.queue_id, m.segments, m.status
+        RETURNING m.id, m.tenant_id, m.queue_id, m.segments, m.status, u.reason
     ),
     events AS (
         INSERT INTO fairlane.message_events (message_id, tenant_id, status, at, detail)
-        SELECT mv.id, mv.tenant_id, mv.status, at_time, jsonb_build_object('reason', reason) FROM moved mv
+        SELECT mv.id, mv.tenant_id, mv.status, at_time, jsonb_build_object('reason', mv.reason) FROM moved mv
     ),
     counts AS (
         SELECT mv.queue_id, count(*) AS messages, sum(mv.segments) AS segments
@@ -137,7 +138,8 @@ DECLARE
     refreshed_at timestamptz;
 BEGIN
     -- 1. Expected tokens (the real take is in step 4, under the bucket's lock).
-    SELECT s.tokens, s.refilled_at, s.rate_factor, s.throttled_at, s.shares_version, s.portions_version,
+    SELECT s.tokens, s.refilled_at, s.rate_factor, s.throttled_at, s.portions_version, s.virtual_time,
+           (SELECT sq.last_value FROM fairlane.shares_seq sq) AS shares_version,
            s.portions_at,
            d.rate::double precision AS rate,
            -- the bucket holds the burst less 50 ms of the rate: the allowance for the time between a claim
@@ -170,24 +172,33 @@ BEGIN
 
     -- 2. Candidate queues, locked.
     SELECT array_agg(c.id ORDER BY c.vtime, c.head, c.id),
-           array_agg(c.vtime ORDER BY c.vtime, c.head, c.id),
+           array_agg(c.vtime ORDER BY c.vtime, c.head, c.id),  -- at most 1 s behind: bounded credit
            -- a queue that joined since the last refresh counts with the smallest known portion
            array_agg(coalesce(c.portion, c.smallest, state.rate) ORDER BY c.vtime, c.head, c.id)
     INTO queue_ids, queue_vtimes, queue_portions
     FROM (
-        SELECT q.id, q.vtime, q.portion, min(q.portion) OVER () AS smallest, h.id AS head
+        SELECT q.id, greatest(q.vtime, state.virtual_time - 1.0) AS vtime, q.portion,
+               min(q.portion) OVER () AS smallest, h.id AS head
         FROM (
+            -- queues whose head can go now: a queue waiting out a retry delay or a sender cap is passed over
+            -- (its virtual time stays behind, bounded to one second of credit when it comes back)
             SELECT q.id, q.vtime, q.portion
             FROM fairlane.queues q
             WHERE q.destination_id = destination AND q.queued_count > 0
               AND (q.not_before IS NULL OR q.not_before <= now_)
+              AND (q.portion IS NULL OR q.portion > 0)
+              AND EXISTS (
+                  SELECT FROM fairlane.messages m
+                  WHERE m.queue_id = q.id AND m.status = 'queued'
+                    AND (m.available_at IS NULL OR m.available_at <= now_)
+              )
             ORDER BY q.vtime, q.id
             LIMIT max_messages
-            FOR UPDATE SKIP LOCKED
+            FOR NO KEY UPDATE SKIP LOCKED
         ) q
-        LEFT JOIN LATERAL (
+        JOIN LATERAL (
             SELECT m.id FROM fairlane.messages m
-            WHERE m.queue_id = q.id AND m.status = 'queued'
+            WHERE m.queue_id = q.id AND m.status = 'queued' AND (m.available_at IS NULL OR m.available_at <= now_)
             ORDER BY m.id LIMIT 1
         ) h ON true
     ) c;
@@ -259,7 +270,9 @@ BEGIN
             take := take || false;
         ELSIF picked_expired[i] THEN
             take := take || true;
-        ELSIF used < floor(available) THEN
+        ELSIF used + picked_segments[i] <= available
+              -- a message larger than the bucket goes alone, when the bucket is full
+              OR (used = 0 AND picked_segments[i] > state.capacity AND available >= state.capacity) THEN
             take := take || true;
             used := used + picked_segments[i];
         ELSE
@@ -310,14 +323,14 @@ BEGIN
     UPDATE fairlane.queues q
     SET queued_count = q.queued_count - s.messages,
         queued_segments = q.queued_segments - s.segments,
-        vtime = q.vtime + s.sent_segments / u.portion,
+        vtime = u.vtime + s.sent_segments / u.portion,
         not_before = CASE WHEN sd.rate_cap IS NULL THEN NULL
                           ELSE greatest(coalesce(q.not_before, now_), now_)
                                + make_interval(secs => s.sent_segments / sd.rate_cap) END,
         recent_rate = coalesce(q.recent_rate * exp(-greatest(extract(epoch FROM now_ - q.rate_at), 0) / 10.0), 0)
                       + s.sent_segments / 10.0,
         rate_at = now_
-    FROM served s, fairlane.senders sd, unnest(queue_ids, queue_portions) AS u(id, portion)
+    FROM served s, fairlane.senders sd, unnest(queue_ids, queue_vtimes, queue_portions) AS u(id, vtime, portion)
     WHERE q.id = s.queue_id AND sd.id = q.sender_id AND u.id = q.id;
 
     UPDATE fairlane.destination_state s
@@ -328,7 +341,7 @@ BEGIN
             SELECT max(u.vtime) FROM unnest(queue_ids, queue_vtimes) AS u(id, vtime)
             WHERE u.id = ANY (picked_queues))),
         portions_version = greatest(s.portions_version, computed_version),
-        portions_at = refreshed_at,
+        portions_at = greatest(s.portions_at, refreshed_at),
         recent_rate = coalesce(s.recent_rate * exp(-greatest(extract(epoch FROM now_ - s.rate_at), 0) / 10.0), 0)
                       + used / 10.0,
         rate_at = now_
@@ -355,10 +368,11 @@ DECLARE
     changed integer;
     back bigint[];
     back_at timestamptz[];
+    back_reasons text[];
 BEGIN
     WITH answers AS (
         SELECT u.*,
-               u.outcome = 'retry' AND m.attempts + 1 >= max_attempts AS exhausted
+               coalesce(u.outcome = 'retry' AND m.attempts + 1 >= max_attempts, false) AS exhausted
         FROM unnest(message_ids, outcomes, provider_ids, error_codes, error_messages, delays)
              AS u(id, outcome, provider_id, error_code, error_message, delay)
         JOIN fairlane.messages m ON m.id = u.id AND m.claim_id = claim AND m.status = 'sending'
@@ -373,6 +387,7 @@ BEGIN
             claim_id = NULL, lease_until = NULL, updated_at = now_
         FROM answers a
         WHERE m.id = a.id AND (a.outcome IN ('sent', 'failed') OR a.exhausted)
+          AND m.claim_id = claim AND m.status = 'sending'  -- re-checked after a wait: a rescue may have won
         RETURNING m.id, m.tenant_id, m.status, m.provider_id, m.error_code, m.error_message
     ),
     finished_events AS (
@@ -389,24 +404,28 @@ BEGIN
             error_message = coalesce(a.error_message, m.error_message)
         FROM answers a
         WHERE m.id = a.id AND a.outcome IN ('retry', 'throttled', 'release') AND NOT a.exhausted
-        RETURNING m.id, now_ + make_interval(secs => coalesce(a.delay, 0)) AS ready_at
+          AND m.claim_id = claim AND m.status = 'sending'
+        RETURNING m.id, now_ + make_interval(secs => coalesce(a.delay, 0)) AS ready_at, a.outcome
     )
-    SELECT (SELECT count(*) FROM finished) + count(r.id), array_agg(r.id), array_agg(r.ready_at)
-    INTO changed, back, back_at
+    SELECT (SELECT count(*) FROM finished) + count(r.id), array_agg(r.id), array_agg(r.ready_at),
+           array_agg(r.outcome)
+    INTO changed, back, back_at, back_reasons
     FROM retried r;
     IF back IS NOT NULL THEN
-        PERFORM fairlane.requeue_v1(back, back_at, 'retry', now_);
+        PERFORM fairlane.requeue_v1(back, back_at, back_reasons, now_);
     END IF;
     RETURN changed;
 END
 $$;
 
--- Messages whose lease expired (their dispatcher died) go back to their queues; one attempt is used.
-CREATE FUNCTION fairlane.rescue_v1(at_time timestamptz DEFAULT NULL) RETURNS integer
+-- Messages whose lease expired (their dispatcher died) go back to their queues, one attempt used; a
+-- message that has used max_attempts fails with retries_exhausted.
+CREATE FUNCTION fairlane.rescue_v1(max_attempts integer, at_time timestamptz DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     now_ timestamptz := coalesce(at_time, clock_timestamp());
     ids bigint[];
+    failed_count integer;
 BEGIN
     WITH expired_leases AS (
         SELECT m.id FROM fairlane.messages m
@@ -416,17 +435,28 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     ),
     counted AS (
-        UPDATE fairlane.messages m SET attempts = m.attempts + 1
+        UPDATE fairlane.messages m
+        SET attempts = m.attempts + 1,
+            status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE m.status END,
+            error_code = CASE WHEN m.attempts + 1 >= max_attempts THEN 'retries_exhausted' ELSE m.error_code END,
+            claim_id = CASE WHEN m.attempts + 1 >= max_attempts THEN NULL ELSE m.claim_id END,
+            lease_until = CASE WHEN m.attempts + 1 >= max_attempts THEN NULL ELSE m.lease_until END
         FROM expired_leases e WHERE m.id = e.id
-        RETURNING m.id
+        RETURNING m.id, m.tenant_id, m.status
+    ),
+    failed_events AS (
+        INSERT INTO fairlane.message_events (message_id, tenant_id, status, at, detail)
+        SELECT c.id, c.tenant_id, 'failed', now_, '{"error_code": "retries_exhausted"}'::jsonb
+        FROM counted c WHERE c.status = 'failed'
     )
-    SELECT array_agg(c.id) INTO ids FROM counted c;
-    IF ids IS NULL THEN
-        RETURN 0;
+    SELECT array_agg(c.id) FILTER (WHERE c.status = 'sending'), count(*) FILTER (WHERE c.status = 'failed')
+    INTO ids, failed_count
+    FROM counted c;
+    IF ids IS NOT NULL THEN
+        PERFORM fairlane.requeue_v1(ids, array_fill(NULL::timestamptz, ARRAY[array_length(ids, 1)]),
+                                    array_fill('lease_expired'::text, ARRAY[array_length(ids, 1)]), now_);
     END IF;
-    PERFORM fairlane.requeue_v1(ids, array_fill(NULL::timestamptz, ARRAY[array_length(ids, 1)]),
-                                'lease_expired', now_);
-    RETURN array_length(ids, 1);
+    RETURN coalesce(array_length(ids, 1), 0) + failed_count;
 END
 $$;
 
@@ -448,7 +478,7 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM fairlane.requeue_v1(ids, array_fill(NULL::timestamptz, ARRAY[array_length(ids, 1)]),
-                                'send_at', now_);
+                                array_fill('send_at'::text, ARRAY[array_length(ids, 1)]), now_);
     RETURN array_length(ids, 1);
 END
 $$;

@@ -21,8 +21,8 @@ SELECT fairlane.complete_v1($1, $2, $3, $4, $5, $6, $7, $8)
 SELECT fairlane.throttle_v1($1)
 
 -- name: rescue
--- Requeue messages whose lease expired.
-SELECT fairlane.rescue_v1()
+-- Requeue messages whose lease expired (failing those out of attempts, $1 = max attempts).
+SELECT fairlane.rescue_v1($1)
 
 -- name: promote
 -- Queue scheduled messages whose time has come.
@@ -40,6 +40,14 @@ SELECT pg_try_advisory_lock(hashtext('fairlane.maintenance'))
 -- Apply a delivery receipt from gateway $1 for provider id $2 or message id $3.
 SELECT fairlane.receipt_v1($1, $2, $3, $4, $5)
 
--- name: backlogged
--- Whether destination $1 has queued messages (after an empty claim: out of tokens, or out of work?).
-SELECT EXISTS (SELECT FROM fairlane.queues q WHERE q.destination_id = $1 AND q.queued_count > 0)
+-- name: ready
+-- Whether destination $1 has a message that could be claimed now (after an empty claim: out of tokens, or
+-- nothing ready?): an eligible queue whose head has a ready message.
+SELECT EXISTS (
+    SELECT FROM fairlane.queues q
+    WHERE q.destination_id = $1 AND q.queued_count > 0 AND (q.not_before IS NULL OR q.not_before <= now())
+      AND EXISTS (
+          SELECT FROM fairlane.messages m
+          WHERE m.queue_id = q.id AND m.status = 'queued' AND (m.available_at IS NULL OR m.available_at <= now())
+      )
+)

@@ -138,3 +138,12 @@ def test_concurrent_inserts_into_one_queue_never_exceed_the_threshold(conn, dsn)
     row = conn.execute("SELECT queued_count, queued_segments FROM fairlane.queues").fetchone()
     assert row == (300, 300)
     assert conn.execute("SELECT count(*) FROM fairlane.messages").fetchone()[0] == 300
+
+
+def test_a_batch_that_fits_row_by_row_is_accepted(conn):
+    _small(conn, rate=1, max_drain_seconds=1000)
+    # the first row may only wait 5 s, and waits 1 s; the other ten wait longer, within their validity
+    rows = [{"tenant": "globex", "recipient": "+15551234567", "body": "x", "validity_seconds": 5}]
+    rows += [{"tenant": "globex", "recipient": "+15551234567", "body": "x"}] * 10
+    insert_outbox(conn, rows)
+    assert conn.execute("SELECT count(*) FROM fairlane.messages").fetchone()[0] == 11

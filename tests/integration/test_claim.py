@@ -226,3 +226,44 @@ def test_multi_segment_messages_are_paced_in_segments(conn):
     clock.run(11)
     assert sum(clock.segments(1, 11).values()) == pytest.approx(200, abs=3)
     assert clock.max_in_any_second(0, 11) <= 20 + 3 + 1  # a message may start on the last token
+
+
+def test_a_queue_waiting_out_a_retry_does_not_hold_up_the_others(conn):
+    destination = setup(
+        conn,
+        rate=10,
+        tenant_sets=[("s", 1)],
+        tenants=[("a", "s", 1, [("+15550000001", None)]), ("b", "s", 1, [("+15550000002", None)])],
+    )
+    backlog(conn, "a", "+15550000001", 1)
+    backlog(conn, "b", "+15550000002", 500)
+    clock = Clock(conn, destination, max_messages=1)
+    rows = conn.execute(
+        "SELECT message_id, claim_id, tenant FROM fairlane.claim_v1(%s, 10, 30, %s)", (destination, clock.at(0))
+    ).fetchall()
+    for message_id, claim_id, tenant in rows:
+        outcome, delay = ("retry", 60) if tenant == "a" else ("sent", None)
+        conn.execute(
+            "SELECT fairlane.complete_v1(%s, %s, %s, '{NULL}', '{NULL}', '{NULL}', %s, 5, %s)",
+            (claim_id, [message_id], [outcome], [delay], clock.at(0)),
+        )
+    clock.now = 1
+    clock.run(10)
+    # b had the destination to itself while a waited: about the whole quota
+    assert clock.segments(1, 11) == {"b/+15550000002": pytest.approx(100, abs=10)}  # plus the full bucket
+
+
+def test_absolute_portions_taking_the_whole_quota_do_not_break_claims(conn):
+    destination = setup(
+        conn,
+        rate=10,
+        tenant_sets=[("fixed", 1), ("w", 1)],
+        tenants=[("f", "fixed", 1, [("+15550000001", None)]), ("x", "w", 1, [("+15550000002", None)])],
+        allocations=[{"tenant_set": "fixed", "rate": 10}],
+    )
+    backlog(conn, "x", "+15550000002", 100)
+    backlog(conn, "f", "+15550000001", 100)
+    clock = Clock(conn, destination)
+    clock.run(5)
+    # the absolute set takes the quota; the weighted set's zero portion is never divided by
+    assert clock.segments(1, 5) == {"f/+15550000001": pytest.approx(40, abs=2)}

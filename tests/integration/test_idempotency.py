@@ -104,3 +104,22 @@ def test_concurrent_submissions_with_one_key_make_one_message(conn, dsn):
         thread.join()
     assert len(results) == workers and len(set(results)) == 1
     assert _messages(conn) == 1
+
+
+def test_replay_does_not_depend_on_the_session_time_zone(conn):
+    import datetime as dt
+
+    apply_basic(conn)
+    send_at = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    conn.execute("SET TimeZone = 'UTC'")
+    first = submit(conn, **MESSAGE, send_at=send_at)
+    conn.execute("SET TimeZone = 'Europe/Berlin'")
+    assert submit(conn, **MESSAGE, send_at=send_at) == first
+
+
+def test_null_fields_are_not_interchangeable(conn):
+    apply_basic(conn)
+    submit(conn, **MESSAGE, sender="55501")
+    with pytest.raises(psycopg.Error) as raised:
+        submit(conn, **MESSAGE, destination="55501")
+    assert raised.value.sqlstate in ("FL422", "FL404")

@@ -126,8 +126,8 @@ def test_expired_lease_is_rescued(conn, one_queue):
     backlog(conn, "t", "+15550000001", 3)
     clock = Clock(conn, one_queue)
     rows = _claim(conn, clock, 3)
-    assert conn.execute("SELECT fairlane.rescue_v1(%s)", (clock.at(clock.now + 29),)).fetchone()[0] == 0
-    assert conn.execute("SELECT fairlane.rescue_v1(%s)", (clock.at(clock.now + 31),)).fetchone()[0] == 3
+    assert conn.execute("SELECT fairlane.rescue_v1(5, %s)", (clock.at(clock.now + 29),)).fetchone()[0] == 0
+    assert conn.execute("SELECT fairlane.rescue_v1(5, %s)", (clock.at(clock.now + 31),)).fetchone()[0] == 3
     assert {_message(conn, r[0])[:2] for r in rows} == {("queued", 1)}
     # the dead dispatcher's late answer is ignored; the new claim's is not
     assert _complete(conn, clock, rows, "sent") == 0
@@ -149,3 +149,43 @@ def test_scheduled_messages_are_promoted(conn, one_queue):
     statuses = conn.execute("SELECT body, status FROM fairlane.messages ORDER BY id").fetchall()
     assert statuses == [("later", "queued"), ("too late", "expired")]
     assert conn.execute("SELECT queued_count FROM fairlane.queues").fetchone()[0] == 1
+
+
+def test_an_answer_racing_a_rescue_changes_nothing(conn, dsn, one_queue):
+    import threading
+
+    import psycopg
+
+    backlog(conn, "t", "+15550000001", 1)
+    clock = Clock(conn, one_queue)
+    rows = _claim(conn, clock, 1)
+    results = []
+    with psycopg.connect(dsn) as rescuer:
+        rescuer.execute("SELECT fairlane.rescue_v1(5, %s)", (clock.at(clock.now + 31),))  # holds the row
+        with psycopg.connect(dsn, autocommit=True) as answerer:
+            late = threading.Thread(
+                target=lambda: results.append(
+                    answerer.execute(
+                        "SELECT fairlane.complete_v1(%s, %s, '{sent}', '{p}', '{NULL}', '{NULL}', '{NULL}', 5, %s)",
+                        (rows[0][1], [rows[0][0]], clock.at(clock.now)),
+                    ).fetchone()[0]
+                )
+            )
+            late.start()
+            wait_for_lock(conn)
+            rescuer.commit()
+            late.join()
+    assert results == [0]
+    assert _message(conn, rows[0][0])[:2] == ("queued", 1)
+    assert conn.execute("SELECT queued_count FROM fairlane.queues").fetchone()[0] == 1
+
+
+def wait_for_lock(conn):
+    from tests.integration.processes import wait_until
+
+    wait_until(
+        lambda: conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).fetchone()[0],
+        message="the late answer waiting for the rescue's lock",
+    )
