@@ -22,6 +22,7 @@ from service.gateways import HttpGateway, retry_delay
 
 logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "fairlane_ready"
+GATEWAY_KINDS = ("http", "simulator")  # smpp is not built yet
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Dispatcher:
         self._slot_freed: dict[int, asyncio.Event] = {}
         self._batches: set[asyncio.Task[None]] = set()
         self._sends: set[asyncio.Task[Answer]] = set()
+        self._current: dict[int, Destination] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -53,8 +55,6 @@ class Dispatcher:
 
     async def run(self) -> None:
         pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=6)
-        listener = await asyncpg.connect(self.dsn)
-        await listener.add_listener(NOTIFY_CHANNEL, self._notified)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         loops: dict[int, asyncio.Task[None]] = {}
         maintenance = asyncio.create_task(self._maintain())
@@ -63,9 +63,15 @@ class Dispatcher:
             while not self._stopping.is_set():
                 try:
                     async with pool.acquire() as connection:
-                        for destination in await dispatch.destinations(connection):
-                            if destination.id not in loops or loops[destination.id].done():
-                                loops[destination.id] = asyncio.create_task(self._serve(pool, session, destination))
+                        found = await dispatch.destinations(connection)
+                    # a changed or removed destination's loop ends after its current claim; a new one starts
+                    self._current = {d.id: d for d in found if d.kind in GATEWAY_KINDS}
+                    for destination in self._current.values():
+                        running = loops.get(destination.id)
+                        if running is None or running.done() or running.get_name() != repr(destination):
+                            loops[destination.id] = asyncio.create_task(
+                                self._serve(pool, session, destination), name=repr(destination)
+                            )
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
                     logger.warning("destinations not read", extra={"error": str(error)})
                 await _wait(self._stopping, self.settings.destinations_refresh_seconds)
@@ -77,7 +83,6 @@ class Dispatcher:
             maintenance.cancel()
             await asyncio.gather(maintenance, return_exceptions=True)
             await session.close()
-            await listener.close()
             await pool.close()
             logger.info("dispatcher stopped", extra={"pid": os.getpid()})
 
@@ -96,7 +101,7 @@ class Dispatcher:
         self._in_flight.setdefault(destination.id, 0)
         lease = destination.timeout_seconds + self.settings.lease_seconds
         token_wait = min(max(1.0 / destination.rate, 0.002), self.settings.poll_seconds)
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._current.get(destination.id) == destination:
             room = min(self.settings.batch_size, destination.max_in_flight - self._in_flight[destination.id])
             if room <= 0:
                 slot_freed.clear()
@@ -183,30 +188,41 @@ class Dispatcher:
         await asyncio.gather(*batches, return_exceptions=True)
 
     async def _maintain(self) -> None:
+        """Every second: keep the LISTEN connection up; on the leader, rescue leases, promote scheduled
+        messages and (every minute) prune idempotency keys."""
         connection: asyncpg.Connection | None = None
+        listener: asyncpg.Connection | None = None
         leader = False
         ticks = 0
-        while True:
-            try:
-                if connection is None or connection.is_closed():
-                    connection = await asyncpg.connect(self.dsn)
-                    leader = False
-                if not leader:
-                    leader = await dispatch.try_lead(connection)
+        try:
+            while True:
+                try:
+                    if listener is None or listener.is_closed():
+                        listener = await asyncpg.connect(self.dsn)
+                        await listener.add_listener(NOTIFY_CHANNEL, self._notified)
+                    if connection is None or connection.is_closed():
+                        connection = await asyncpg.connect(self.dsn)
+                        leader = False
+                    if not leader:
+                        leader = await dispatch.try_lead(connection)
+                        if leader:
+                            logger.info("maintenance leader", extra={"pid": os.getpid()})
                     if leader:
-                        logger.info("maintenance leader", extra={"pid": os.getpid()})
-                if leader:
-                    rescued = await dispatch.rescue(connection, self.settings.max_attempts)
-                    promoted = await dispatch.promote(connection)
-                    if rescued or promoted:
-                        logger.info("maintenance", extra={"rescued": rescued, "promoted": promoted})
-                    if ticks % 60 == 0:
-                        await dispatch.prune_idempotency_keys(connection)
-            except (asyncpg.PostgresError, OSError) as error:
-                logger.warning("maintenance failed", extra={"error": str(error)})
-                connection = None
-            ticks += 1
-            await asyncio.sleep(self.settings.maintenance_seconds)
+                        rescued = await dispatch.rescue(connection, self.settings.max_attempts)
+                        promoted = await dispatch.promote(connection)
+                        if rescued or promoted:
+                            logger.info("maintenance", extra={"rescued": rescued, "promoted": promoted})
+                        if ticks % 60 == 0:
+                            await dispatch.prune_idempotency_keys(connection)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                    logger.warning("maintenance failed", extra={"error": str(error)})
+                    connection = None
+                ticks += 1
+                await asyncio.sleep(self.settings.maintenance_seconds)
+        finally:
+            for open_connection in (listener, connection):
+                if open_connection is not None and not open_connection.is_closed():
+                    await open_connection.close()
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
