@@ -62,7 +62,8 @@ async def _worker_loop(
     """Claim and complete (or claim and delete) batches until the run's time is up or the run has taken its
     share of the backlog (so the backlog stays near its size); return (messages, seconds)."""
     q = queries.load("bench")
-    connection = await asyncpg.connect(scratch)
+    # as the dispatcher does: claims and completions commit asynchronously (docs/decisions/0007)
+    connection = await asyncpg.connect(scratch, server_settings={"synchronous_commit": "off"})
     destination = await connection.fetchval(q["destination_id"])
     done = 0
     while time.time() < start_at:
