@@ -78,30 +78,39 @@ def _configure(scratch: str, port: int, rate: float, burst: int, tenants: list[s
         configuration.apply(connection, configuration.parse(config))
 
 
-def _throughput(dsn: str, config_dir: Path) -> None:
+def _scenario(
+    dsn: str, config_dir: Path, simulator_config: str, rate: float, burst: int, tenants: list[str]
+) -> tuple[str, int, list[subprocess.Popen[bytes]]]:
+    """A scratch database configured for one destination X, the simulator with `simulator_config`, and
+    two dispatcher processes; returns (scratch DSN, simulator port, processes)."""
     scratch = recreate(dsn, DATABASE)
     port = _port()
     config = config_dir / "sim.toml"
-    config.write_text("latency_ms = [1, 3]\n")
+    config.write_text(simulator_config)
     simulator = _start(
         ["simulator", "--port", str(port), "--config", str(config)], {}, "simulator listening", config_dir / "sim.log"
     )
-    tenants = [f"t{i}" for i in range(1000)]
-    _configure(scratch, port, 1e9, 2_000_000_000, tenants)  # no quota
-    with psycopg.connect(scratch, autocommit=True) as connection:
-        connection.execute(queries.load("bench")["spread"], {"rows": 20000})
-    started = time.monotonic()
+    _configure(scratch, port, rate, burst, tenants)
     dispatchers = [
         _start(
             ["dispatch", "--workers", "1"], {"DATABASE_URL": scratch}, "dispatcher started", config_dir / f"d{i}.log"
         )
         for i in range(2)
     ]
+    return scratch, port, [*dispatchers, simulator]
+
+
+def _throughput(dsn: str, config_dir: Path) -> None:
+    tenants = [f"t{i}" for i in range(1000)]
+    scratch, port, processes = _scenario(dsn, config_dir, "latency_ms = [1, 3]\n", 1e9, 2_000_000_000, tenants)
+    started = time.monotonic()
+    with psycopg.connect(scratch, autocommit=True) as connection:
+        connection.execute(queries.load("bench")["spread"], {"rows": 20000})
     while _simulator_received(port) < 20000 and time.monotonic() - started < 120:
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     received = _simulator_received(port)
-    _stop([*dispatchers, simulator])
+    _stop(processes)
     print(
         f"end to end: {received:,} messages through 2 dispatchers and the simulator in {elapsed:.1f} s: "
         f"{received / elapsed:,.0f} messages/s"
@@ -110,20 +119,8 @@ def _throughput(dsn: str, config_dir: Path) -> None:
 
 def _light_waits(dsn: str, config_dir: Path, flood: bool) -> tuple[int, float, float]:
     q = queries.load("bench")
-    scratch = recreate(dsn, DATABASE)
-    port = _port()
-    config = config_dir / "sim.toml"
-    config.write_text('latency_ms = [1, 3]\n[destinations."X"]\nrate = 200\nburst = 20\n')
-    simulator = _start(
-        ["simulator", "--port", str(port), "--config", str(config)], {}, "simulator listening", config_dir / "sim.log"
-    )
-    _configure(scratch, port, 200, 20, ["flood", "light"])
-    dispatchers = [
-        _start(
-            ["dispatch", "--workers", "1"], {"DATABASE_URL": scratch}, "dispatcher started", config_dir / f"d{i}.log"
-        )
-        for i in range(2)
-    ]
+    simulator_config = 'latency_ms = [1, 3]\n[destinations."X"]\nrate = 200\nburst = 20\n'
+    scratch, port, processes = _scenario(dsn, config_dir, simulator_config, 200, 20, ["flood", "light"])
     with psycopg.connect(scratch, autocommit=True) as connection:
         if flood:
             connection.execute(q["flood"], {"rows": 20000})
@@ -136,7 +133,7 @@ def _light_waits(dsn: str, config_dir: Path, flood: bool) -> tuple[int, float, f
             if messages == 200:
                 break
             time.sleep(0.1)
-    _stop([*dispatchers, simulator])
+    _stop(processes)
     return messages, p50, p99
 
 
