@@ -369,7 +369,14 @@ DECLARE
     back bigint[];
     back_at timestamptz[];
     back_reasons text[];
+    unknown text;
 BEGIN
+    SELECT o INTO unknown FROM unnest(outcomes) o
+    WHERE o IS NULL OR o NOT IN ('sent', 'failed', 'retry', 'throttled', 'release') LIMIT 1;
+    IF FOUND OR max_attempts IS NULL OR max_attempts < 1 THEN
+        PERFORM fairlane.raise_v1('invalid_request', 'outcomes', coalesce(unknown, max_attempts::text),
+                                  'outcomes are sent, failed, retry, throttled or release; max_attempts >= 1');
+    END IF;
     WITH answers AS (
         SELECT u.*,
                coalesce(u.outcome = 'retry' AND m.attempts + 1 >= max_attempts, false) AS exhausted

@@ -189,3 +189,15 @@ def wait_for_lock(conn):
         ).fetchone()[0],
         message="the late answer waiting for the rescue's lock",
     )
+
+
+def test_unknown_outcomes_are_refused(conn, one_queue):
+    import psycopg
+
+    backlog(conn, "t", "+15550000001", 1)
+    clock = Clock(conn, one_queue)
+    rows = _claim(conn, clock, 1)
+    with pytest.raises(psycopg.Error) as raised:
+        _complete(conn, clock, rows, "delivered-ish")
+    assert raised.value.sqlstate == "FL400"
+    assert _message(conn, rows[0][0])[0] == "sending"  # untouched, still leased
