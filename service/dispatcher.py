@@ -105,6 +105,7 @@ class Dispatcher:
         self._in_flight.setdefault(destination.id, 0)
         lease = destination.timeout_seconds + self.settings.lease_seconds
         token_wait = min(max(1.0 / destination.rate, 0.002), self.settings.poll_seconds)
+        logger.info("destination served", extra={"destination": destination.code, "gateway": destination.url})
         while not self._stopping.is_set() and self._current.get(destination.id) == destination:
             room = min(self.settings.batch_size, destination.max_in_flight - self._in_flight[destination.id])
             if room <= 0:

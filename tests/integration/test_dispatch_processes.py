@@ -182,3 +182,20 @@ def test_failures_retries_and_receipts_end_to_end(conn, dsn, tmp_path, started):
         "('delivered', 'undelivered') GROUP BY message_id HAVING count(*) > 1) d"
     ).fetchone()[0]
     assert doubled == 0
+
+
+def test_a_running_dispatcher_follows_a_gateway_change(conn, dsn, tmp_path, started):
+    first = Simulator({"latency_ms": [1, 2]}, tmp_path)
+    second = Simulator({"latency_ms": [1, 2]}, tmp_path)
+    started.extend([first, second])
+    _configure(conn, first, rate=500, burst=100, tenants=1)
+    process = dispatcher(dsn)
+    started.append(process)
+    process.wait_for_line("destination served")
+    backlog(conn, "t0", "+15550000000", 10)
+    wait_until(lambda: first.stats()["received"] == 10, message="the first gateway used")
+    _configure(conn, second, rate=500, burst=100, tenants=1)  # the gateway's URL changes
+    process.wait_for_line("destination served", timeout=15)  # the next refresh starts a new loop
+    backlog(conn, "t0", "+15550000000", 10)
+    wait_until(lambda: _statuses(conn).get("sent") == 20, timeout=30, message="all sent")
+    assert (first.stats()["received"], second.stats()["received"]) == (10, 10)  # no restart needed
