@@ -178,29 +178,26 @@ BEGIN
     INTO queue_ids, queue_vtimes, queue_portions
     FROM (
         SELECT q.id, greatest(q.vtime, state.virtual_time - 1.0) AS vtime, q.portion,
-               min(q.portion) OVER () AS smallest, h.id AS head
+               min(q.portion) OVER () AS smallest, q.head
         FROM (
-            -- queues whose head can go now: a queue waiting out a retry delay or a sender cap is passed over
-            -- (its virtual time stays behind, bounded to one second of credit when it comes back)
-            SELECT q.id, q.vtime, q.portion
+            -- queues whose head can go now (one probe of the ready index finds it): a queue waiting out a
+            -- retry delay or a sender cap is passed over (its virtual time stays behind, bounded to one
+            -- second of credit when it comes back)
+            SELECT q.id, q.vtime, q.portion, h.id AS head
             FROM fairlane.queues q
+            CROSS JOIN LATERAL (
+                SELECT m.id FROM fairlane.messages m
+                WHERE m.queue_id = q.id AND m.status = 'queued'
+                  AND (m.available_at IS NULL OR m.available_at <= now_)
+                ORDER BY m.id LIMIT 1
+            ) h
             WHERE q.destination_id = destination AND q.queued_count > 0
               AND (q.not_before IS NULL OR q.not_before <= now_)
               AND (q.portion IS NULL OR q.portion > 0)
-              AND EXISTS (
-                  SELECT FROM fairlane.messages m
-                  WHERE m.queue_id = q.id AND m.status = 'queued'
-                    AND (m.available_at IS NULL OR m.available_at <= now_)
-              )
             ORDER BY q.vtime, q.id
             LIMIT max_messages
-            FOR NO KEY UPDATE SKIP LOCKED
+            FOR NO KEY UPDATE OF q SKIP LOCKED
         ) q
-        JOIN LATERAL (
-            SELECT m.id FROM fairlane.messages m
-            WHERE m.queue_id = q.id AND m.status = 'queued' AND (m.available_at IS NULL OR m.available_at <= now_)
-            ORDER BY m.id LIMIT 1
-        ) h ON true
     ) c;
     n := coalesce(array_length(queue_ids, 1), 0);
     IF n = 0 THEN
