@@ -114,6 +114,7 @@ def downgrade() -> None:
         DROP FUNCTION fairlane.shares_changed_v1();
         DROP FUNCTION fairlane.queue_membership_v1();
         DROP TYPE fairlane.claimed_message_v1;
+        DROP FUNCTION fairlane.decayed_rate_v1(double precision, timestamptz, timestamptz);
         DROP FUNCTION fairlane.refresh_portions_v1(bigint);
         DROP FUNCTION fairlane.compute_portions_v1(bigint);
         DROP FUNCTION fairlane.water_fill_v1(double precision, double precision[], double precision[]);

@@ -8,6 +8,14 @@
 -- starts there, so an idle queue banks no credit. The functions take `at` (default clock_timestamp()) so
 -- tests can drive time.
 
+-- A rate averaged over about ten seconds (exponential decay, time constant 10 s), as of `at_time`, from
+-- its value at `since`.
+CREATE FUNCTION fairlane.decayed_rate_v1(rate double precision, since timestamptz, at_time timestamptz)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (coalesce(rate, 0) * exp(-greatest(extract(epoch FROM at_time - since), 0) / 10.0))::double precision
+$$;
+
 CREATE TYPE fairlane.claimed_message_v1 AS (
     message_id bigint,
     claim_id bigint,
@@ -324,7 +332,7 @@ BEGIN
         not_before = CASE WHEN sd.rate_cap IS NULL THEN NULL
                           ELSE greatest(coalesce(q.not_before, now_), now_)
                                + make_interval(secs => s.sent_segments / sd.rate_cap) END,
-        recent_rate = coalesce(q.recent_rate * exp(-greatest(extract(epoch FROM now_ - q.rate_at), 0) / 10.0), 0)
+        recent_rate = fairlane.decayed_rate_v1(q.recent_rate, q.rate_at, now_)
                       + s.sent_segments / 10.0,
         rate_at = now_
     FROM served s, fairlane.senders sd, unnest(queue_ids, queue_vtimes, queue_portions) AS u(id, vtime, portion)
@@ -339,7 +347,7 @@ BEGIN
             WHERE u.id = ANY (picked_queues))),
         portions_version = greatest(s.portions_version, computed_version),
         portions_at = greatest(s.portions_at, refreshed_at),
-        recent_rate = coalesce(s.recent_rate * exp(-greatest(extract(epoch FROM now_ - s.rate_at), 0) / 10.0), 0)
+        recent_rate = fairlane.decayed_rate_v1(s.recent_rate, s.rate_at, now_)
                       + used / 10.0,
         rate_at = now_
     WHERE s.destination_id = destination;
