@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from db import queries
-from db.errors import from_diagnostic
+from db.errors import translate
 
 _Q = queries.load("dispatch")
 
@@ -103,18 +103,8 @@ async def receipt(
     status: str | None,
     error_code: str | None,
 ) -> str:
-    try:
+    with translate():
         return str(await connection.fetchval(_Q["receipt"], gateway, provider_id, message_id, status, error_code))
-    except asyncpg.PostgresError as error:
-        translated = from_diagnostic(
-            error.sqlstate,
-            str(getattr(error, "message", error)),
-            getattr(error, "detail", None),
-            getattr(error, "constraint_name", None),
-        )
-        if translated is None:
-            raise
-        raise translated from error
 
 
 async def ready(connection: asyncpg.Connection, destination_id: int) -> bool:

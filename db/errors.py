@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import psycopg
 
 # SQLSTATE -> default error code (DETAIL may refine it, e.g. FL404 is not_found or unknown_destination)
@@ -84,13 +85,23 @@ def from_diagnostic(sqlstate: str | None, message: str, detail: str | None, cons
 
 @contextmanager
 def translate() -> Iterator[None]:
-    """Re-raise psycopg errors from fairlane's rules and constraints as FairlaneError."""
+    """Re-raise driver errors (psycopg or asyncpg) from fairlane's rules and constraints as FairlaneError."""
     try:
         yield
     except psycopg.Error as error:
         diag = error.diag
         translated = from_diagnostic(
             error.sqlstate, diag.message_primary or str(error), diag.message_detail, diag.constraint_name
+        )
+        if translated is None:
+            raise
+        raise translated from error
+    except asyncpg.PostgresError as error:
+        translated = from_diagnostic(
+            error.sqlstate,
+            str(getattr(error, "message", error)),
+            getattr(error, "detail", None),
+            getattr(error, "constraint_name", None),
         )
         if translated is None:
             raise

@@ -266,3 +266,21 @@ outbox = Table(
     Index("outbox_row_number_idx", "row_number"),
     prefixes=["UNLOGGED"],
 )
+
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("event_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("tenant_id", BigInteger, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("delivered_at", TIMESTAMPTZ),
+    Column("abandoned_at", TIMESTAMPTZ),
+    Column("last_error", Text),
+    _created_at(),
+    Index(
+        "callbacks_due_idx", "next_attempt_at", postgresql_where=text("delivered_at IS NULL AND abandoned_at IS NULL")
+    ),
+    postgresql_with={"fillfactor": 80},
+)

@@ -1,99 +1,133 @@
-"""The HTTP API (aiohttp). For now: delivery receipts from gateways and health; the tenant and admin
-endpoints come with the API issue."""
+"""The HTTP API (aiohttp, SPEC §5): the app factory, the error middleware, authentication, health,
+readiness, metrics and the OpenAPI document. Tenant endpoints live in service/tenant_routes.py, admin
+endpoints in service/admin_routes.py, delivery receipts in service/receipt_routes.py."""
 
-import json
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
 
-from db import dispatch
-from db.errors import FairlaneError
+from db import health, migrate
+from db.configuration import ConfigError
+from db.errors import FairlaneError, translate
+from service import admin_routes, openapi, receipt_routes, tenant_routes
+from service.api_json import HTTP_STATUS, dumps, error_json
+from service.auth import LIMITER, RateLimiter
+from service.metrics import ApiMetrics
+from service.state import METRICS, POOL, SETTINGS, SUBMITTER, ApiSettings
+from service.submitter import Submitter
 
-POOL = web.AppKey("pool", asyncpg.Pool)
-HTTP_STATUS = {
-    "invalid_request": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "unknown_destination": 404,
-    "not_cancelable": 409,
-    "conflict": 409,
-    "receipt_too_early": 409,
-    "idempotency_mismatch": 422,
-    "queue_overflow": 429,
-    "rate_limited": 429,
-}
+logger = logging.getLogger(__name__)
 
 
-def error_body(code: str, message: str, *, retryable: bool = False, details: dict[str, object] | None = None) -> str:
-    return json.dumps({"error": {"code": code, "message": message, "retryable": retryable, "details": details or {}}})
+UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+def error_response(error: FairlaneError) -> web.Response:
+    body = error_json(error)
+    response = web.Response(
+        status=HTTP_STATUS.get(error.code, 400), text=dumps({"error": body}), content_type="application/json"
+    )
+    retry_after = body["details"].get("retry_after_seconds")
+    if response.status in (429, 503):
+        response.headers["Retry-After"] = str(max(1, int(retry_after or 1)))
+    return response
+
+
+def http_error(error: web.HTTPException) -> FairlaneError:
+    code = {
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+    }.get(error.status, "invalid_request")
+    return FairlaneError(code, error.reason if error.status != 413 else "the body is too large")
+
+
+@web.middleware
+async def measured(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Request latency by route; outermost, so it sees the status the error middleware chose."""
+    started = time.perf_counter()
+    response = await handler(request)
+    route = request.match_info.route.resource
+    request.app[METRICS].requests.labels(
+        method=request.method, route=route.canonical if route else "unmatched", status=str(response.status)
+    ).observe(time.perf_counter() - started)
+    return response
 
 
 @web.middleware
 async def errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Every failure becomes a JSON error body with a precise code; never a stack trace."""
     try:
-        return await handler(request)
+        with translate():  # errors of the database's rules that a handler let through
+            return await handler(request)
     except FairlaneError as error:
-        details = {"field": error.field, "value": error.value, **error.details}
-        return web.Response(
-            status=HTTP_STATUS.get(error.code, 400),
-            text=error_body(error.code, error.message, retryable=error.retryable, details=details),
-            content_type="application/json",
-        )
-
-
-async def receipts(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError, LookupError):
-        raise FairlaneError("invalid_request", "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise FairlaneError("invalid_request", "the body must be a JSON object")
-    message_id = body.get("id")
-    if message_id is not None and not (
-        isinstance(message_id, str) and message_id.isascii() and message_id.isdigit() and int(message_id) < 2**63
-    ):
-        raise FairlaneError(
-            "invalid_request", "id must be a message id (a string of digits)", field="id", value=str(message_id)
-        )
-    provider_id = body.get("provider_id")
-    error_code = body.get("error_code")
-    status = body.get("status")
-    for name, value in (("provider_id", provider_id), ("error_code", error_code), ("status", status)):
-        if value is not None and (not isinstance(value, str) or "\x00" in value or len(value) > 255):
-            raise FairlaneError(
-                "invalid_request", f"{name} must be a string of at most 255 characters", field=name, value=str(value)
-            )
-    if "\x00" in request.match_info["name"]:
-        raise FairlaneError("invalid_request", "bad gateway name", field="name")
-    async with request.app[POOL].acquire() as connection:
-        result = await dispatch.receipt(
-            connection,
-            request.match_info["name"],
-            provider_id,
-            int(message_id) if message_id else None,
-            status,
-            error_code,
-        )
-    return web.json_response({"status": result})
+        return error_response(error)
+    except ConfigError as error:
+        return error_response(FairlaneError("invalid_request", str(error), field=error.field))
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return error_response(http_error(error))
+    except UNAVAILABLE as error:
+        logger.warning("database unavailable", extra={"path": request.path, "error": type(error).__name__})
+        return error_response(FairlaneError("unavailable", "the database is unavailable; retry", retryable=True))
+    except Exception:
+        logger.exception("request failed", extra={"path": request.path})
+        return error_response(FairlaneError("internal", "internal error", retryable=True))
 
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(dsn: str) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=1 << 20)
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database answers and its schema is at the migrations' head."""
+    async with request.app[POOL].acquire() as connection:
+        revision = await health.revision(connection)
+    head = migrate.head_revision()
+    if revision != head:
+        raise FairlaneError("unavailable", f"the database is at revision {revision}, not {head}", retryable=True)
+    return web.json_response({"status": "ready", "revision": revision})
 
-    async def pool(app: web.Application) -> AsyncIterator[None]:
-        app[POOL] = await asyncpg.create_pool(dsn, min_size=1, max_size=8)
+
+async def metrics(request: web.Request) -> web.Response:
+    body = await request.app[METRICS].render(request.app[POOL])
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(openapi.DOCUMENT)
+
+
+def create_app(settings: ApiSettings) -> web.Application:
+    app = web.Application(middlewares=[measured, errors], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[METRICS] = ApiMetrics()
+    app[LIMITER] = RateLimiter(settings.tenant_rate)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        app[POOL] = await asyncpg.create_pool(settings.dsn, min_size=2, max_size=10)
+        app[SUBMITTER] = Submitter(app[POOL])
         yield
+        await app[SUBMITTER].close()
         await app[POOL].close()
 
-    app.cleanup_ctx.append(pool)
-    app.router.add_post("/v1/gateways/{name}/receipts", receipts)
+    app.cleanup_ctx.append(database)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi_document)
+    tenant_routes.add_routes(app.router)
+    admin_routes.add_routes(app.router)
+    receipt_routes.add_routes(app.router)
     return app

@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -209,15 +210,31 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from service.api import create_app
+    from service.state import ApiSettings
 
-    app = create_app(open_database(settings).dsn)
+    admin_token = settings.admin_token
+    if admin_token is None:
+        admin_token = secrets.token_urlsafe(24)
+        print(f"admin token (FAIRLANE_ADMIN_TOKEN was unset): {admin_token}", flush=True)
+    app = create_app(ApiSettings(open_database(settings).dsn, admin_token, settings.tenant_rate))
     web.run_app(
         app,
         host=args.host,
         port=args.port,
         print=lambda *_: print(f"api listening on http://{args.host}:{args.port}", flush=True),
+        access_log=None,
     )
     return 0
+
+
+def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
+    from service import callbacks
+
+    dsn = open_database(settings).dsn
+    callback_settings = callbacks.CallbackSettings(
+        batch_size=args.batch_size, max_in_flight=args.max_in_flight, grace_seconds=args.grace
+    )
+    return callbacks.run_process(dsn, callback_settings)  # SIGTERM/SIGINT stop it; exits 0
 
 
 def _positive(value: str) -> int:
@@ -262,7 +279,13 @@ def parser() -> argparse.ArgumentParser:
     simulator_command.add_argument("--config", type=Path)
     simulator_command.set_defaults(handler=cmd_simulator)
 
-    api = commands.add_parser("api", help="the HTTP API (receipts and health for now)")
+    callbacks_command = commands.add_parser("callbacks", help="the status callback sender (reads DATABASE_URL)")
+    callbacks_command.add_argument("--batch-size", type=_positive, default=100)
+    callbacks_command.add_argument("--max-in-flight", type=_positive, default=200)
+    callbacks_command.add_argument("--grace", type=float, default=10.0, help="seconds in-flight posts get at stop")
+    callbacks_command.set_defaults(handler=cmd_callbacks)
+
+    api = commands.add_parser("api", help="the HTTP API (reads DATABASE_URL and FAIRLANE_ADMIN_TOKEN)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
     api.set_defaults(handler=cmd_api)

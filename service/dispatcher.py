@@ -151,7 +151,7 @@ class Dispatcher:
             if task.cancelled():  # cut short at shutdown: back to its queue, no attempt used
                 answers.append(Answer(message.message_id, "release"))
             elif task.exception() is not None:
-                logger.error("send failed", exc_info=task.exception(), extra={"message": message.message_id})
+                logger.error("send failed", exc_info=task.exception(), extra={"message_id": message.message_id})
                 answers.append(
                     Answer(
                         message.message_id,

@@ -16,6 +16,10 @@ class Settings:
     """DATABASE_URL: an external PostgreSQL (>= 14); unset means the embedded server."""
     data_dir: Path
     """FAIRLANE_DATA_DIR: the embedded server's data directory (default .fairlane/pgdata)."""
+    admin_token: str | None = None
+    """FAIRLANE_ADMIN_TOKEN: the bearer token of the admin API (`fairlane api` makes one up when unset)."""
+    tenant_rate: float = 1000.0
+    """FAIRLANE_TENANT_RATE: API requests per second per tenant and API process; 0 for no limit."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -25,4 +29,14 @@ class Settings:
         data_dir = Path(environ.get("FAIRLANE_DATA_DIR") or ".fairlane/pgdata")
         if data_dir.exists() and not data_dir.is_dir():
             raise SettingsError(f"FAIRLANE_DATA_DIR must be a directory, got {str(data_dir)!r}")
-        return cls(database_url=url, data_dir=data_dir)
+        admin_token = environ.get("FAIRLANE_ADMIN_TOKEN") or None
+        if admin_token is not None and len(admin_token) < 16:
+            raise SettingsError("FAIRLANE_ADMIN_TOKEN must have at least 16 characters")
+        raw_rate = environ.get("FAIRLANE_TENANT_RATE", "1000")
+        try:
+            tenant_rate = float(raw_rate)
+        except ValueError:
+            tenant_rate = -1.0
+        if not tenant_rate >= 0:
+            raise SettingsError(f"FAIRLANE_TENANT_RATE must be a number >= 0, got {raw_rate!r}")
+        return cls(database_url=url, data_dir=data_dir, admin_token=admin_token, tenant_rate=tenant_rate)

@@ -1,0 +1,66 @@
+"""Who is calling: tenants by API key (with a per-tenant request rate), operators by the admin token."""
+
+import hmac
+import time
+
+from aiohttp import web
+
+from db import messages
+from db.errors import FairlaneError
+from db.messages import Tenant
+from service.state import POOL, SETTINGS
+
+
+class RateLimiter:
+    """A token bucket per tenant in this process: rate per second, a second's worth of burst."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._buckets: dict[int, tuple[float, float]] = {}
+
+    def check(self, tenant_id: int) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        tokens, at = self._buckets.get(tenant_id, (self.rate, now))
+        tokens = min(self.rate, tokens + (now - at) * self.rate)
+        if tokens < 1:
+            raise FairlaneError(
+                "rate_limited",
+                f"more than {self.rate:g} requests per second; slow down",
+                retryable=True,
+                details={"retry_after_seconds": 1},
+            )
+        self._buckets[tenant_id] = (tokens - 1, now)
+
+
+LIMITER = web.AppKey("limiter", RateLimiter)
+
+
+def bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise FairlaneError("unauthorized", "an Authorization: Bearer <key> header is required")
+    return token.strip()
+
+
+async def tenant_of(request: web.Request) -> Tenant:
+    """The tenant whose API key authorises this request (401 otherwise; 429 over its request rate)."""
+    api_key = bearer(request)
+    if api_key.isascii():
+        async with request.app[POOL].acquire() as connection:
+            tenant = await messages.authenticate(connection, api_key)
+        if tenant is not None:
+            request.app[LIMITER].check(tenant.id)
+            return tenant
+    raise FairlaneError("unauthorized", "the API key is not valid (unknown or revoked)")
+
+
+def require_admin(request: web.Request) -> None:
+    expected = request.app[SETTINGS].admin_token
+    token = bearer(request)
+    if not expected:
+        raise FairlaneError("forbidden", "the admin API is disabled: set FAIRLANE_ADMIN_TOKEN")
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise FairlaneError("forbidden", "the admin token is not valid")

@@ -1,0 +1,25 @@
+"""What the API's handlers share: its settings and the application keys of its resources."""
+
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from service.metrics import ApiMetrics
+from service.submitter import Submitter
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    dsn: str
+    admin_token: str | None = None
+    """FAIRLANE_ADMIN_TOKEN: the bearer token of /v1/admin (admin endpoints are refused without one)."""
+    tenant_rate: float = 1000.0
+    """FAIRLANE_TENANT_RATE: requests per second per tenant and API process (0: unlimited)."""
+    max_body_bytes: int = 4 << 20
+
+
+SETTINGS = web.AppKey("settings", ApiSettings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+SUBMITTER = web.AppKey("submitter", Submitter)
+METRICS = web.AppKey("metrics", ApiMetrics)

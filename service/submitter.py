@@ -1,0 +1,69 @@
+"""Group commit for submissions: requests that arrive while a submission is being written are written
+together by the next call, one round trip and one transaction for many requests (docs/decisions/0008).
+
+A lone request goes at once (nothing waits for company); under load, calls grow to up to `max_items`
+submissions. Each item is still judged on its own by fairlane.submit_json_v1, so one request's bad
+message never fails another's, and each request gets exactly its own results back."""
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from db import messages
+from db.messages import Submitted
+from db.transaction import with_retries
+
+Pending = tuple[Sequence[dict[str, Any]], "asyncio.Future[list[Submitted]]"]
+
+
+class Submitter:
+    def __init__(self, pool: asyncpg.Pool, *, max_items: int = 1000, max_calls: int = 2) -> None:
+        self._pool = pool
+        self._max_items = max_items
+        self._max_calls = max_calls
+        self._pending: deque[Pending] = deque()
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def submit(self, submissions: Sequence[dict[str, Any]]) -> list[Submitted]:
+        """Submit messages; returns one result per submission, in order."""
+        future: asyncio.Future[list[Submitted]] = asyncio.get_running_loop().create_future()
+        self._pending.append((submissions, future))
+        self._start_calls()
+        return await future
+
+    async def close(self) -> None:
+        while self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)
+
+    def _start_calls(self) -> None:
+        while self._pending and len(self._calls) < self._max_calls:
+            group: list[Pending] = []
+            size = 0
+            while self._pending and (not group or size + len(self._pending[0][0]) <= self._max_items):
+                group.append(self._pending.popleft())
+                size += len(group[-1][0])
+            task = asyncio.create_task(self._call(group))
+            self._calls.add(task)
+            task.add_done_callback(self._call_done)
+
+    def _call_done(self, task: "asyncio.Task[None]") -> None:
+        self._calls.discard(task)
+        self._start_calls()
+
+    async def _call(self, group: list[Pending]) -> None:
+        everything = [submission for submissions, _ in group for submission in submissions]
+        try:
+            results = await with_retries(self._pool, lambda connection: messages.submit(connection, everything))
+        except Exception as error:  # every waiting request learns of it (the middleware answers for it)
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        start = 0
+        for submissions, future in group:
+            if not future.done():  # a request whose client went away is simply not answered
+                future.set_result(results[start : start + len(submissions)])
+            start += len(submissions)
