@@ -115,6 +115,17 @@ class Result:
 # --- parsing -----------------------------------------------------------------------------------------
 
 
+def is_plain_text(value: str) -> bool:
+    """Text PostgreSQL can store: no NUL character, no lone surrogate."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Reader:
     def __init__(self, data: Mapping[str, Any], path: str) -> None:
         if not isinstance(data, Mapping):
@@ -136,6 +147,8 @@ class Reader:
             raise ConfigError(f"{self._name(key)} is required", self._name(key))
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{self._name(key)} must be a non-empty string, got {value!r}", self._name(key))
+        if value is not None and not is_plain_text(value):
+            raise ConfigError(f"{self._name(key)} must not contain NUL or lone surrogates", self._name(key))
         return value
 
     def choice(self, key: str, choices: Sequence[str]) -> str:

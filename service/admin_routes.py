@@ -21,6 +21,9 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 async def _run(request: web.Request, work: Callable[[admin.Connection], Any]) -> Any:
     require_admin(request)
+    for name, value in request.match_info.items():
+        if not configuration.is_plain_text(value) or len(value) > 200:
+            raise invalid(name, None, f"{name} must be at most 200 characters, without NUL or lone surrogates")
     return await asyncio.to_thread(admin.run, request.app[SETTINGS].dsn, work)
 
 

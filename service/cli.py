@@ -127,14 +127,16 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from bench import dispatch, e2e, outbox
+    from bench import api, dispatch, e2e, outbox
 
     database = open_database(settings)
     try:
         if args.name == "outbox":
             outbox.main(database.dsn, rows=args.rows)
         elif args.name == "dispatch":
-            dispatch.main(database.dsn, seconds=args.seconds, large=args.large)
+            dispatch.main(database.dsn, seconds=3.0 if args.seconds is None else args.seconds, large=args.large)
+        elif args.name == "api":
+            api.main(database.dsn, seconds=5.0 if args.seconds is None else args.seconds, concurrency=args.concurrency)
         else:
             e2e.main(database.dsn)
     finally:
@@ -291,9 +293,10 @@ def parser() -> argparse.ArgumentParser:
     api.set_defaults(handler=cmd_api)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("name", choices=("outbox", "dispatch", "e2e"))
+    bench.add_argument("name", choices=("outbox", "dispatch", "e2e", "api"))
     bench.add_argument("--rows", type=int, default=100_000, help="outbox: rows per run")
-    bench.add_argument("--seconds", type=float, default=3.0, help="dispatch: seconds per run")
+    bench.add_argument("--seconds", type=float, help="dispatch, api: seconds per run (default 3 and 5)")
+    bench.add_argument("--concurrency", type=_positive, default=64, help="api: concurrent single POSTs")
     bench.add_argument("--large", type=int, default=1_000_000, help="dispatch: the large backlog")
     bench.set_defaults(handler=cmd_bench)
     return p

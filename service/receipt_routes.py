@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from db import dispatch
+from db.configuration import is_plain_text
 from service import requests
 from service.requests import invalid
 from service.state import POOL
@@ -19,8 +20,8 @@ async def receipt(request: web.Request) -> web.Response:
     status = requests.text(body, "status", limit=255)
     error_code = requests.text(body, "error_code", limit=255)
     name = request.match_info["name"]
-    if "\x00" in name:
-        raise invalid("name", None, "bad gateway name")
+    if not is_plain_text(name):
+        raise invalid("name", None, "the gateway name must not contain NUL or lone surrogates")
     async with request.app[POOL].acquire() as connection:
         result = await dispatch.receipt(connection, name, provider_id, message_id, status, error_code)
     return web.json_response({"status": result})

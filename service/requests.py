@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from db.configuration import is_plain_text
 from db.errors import FairlaneError
 
 MAX_BATCH = 1000
@@ -52,12 +53,10 @@ def text(body: Mapping[str, Any], key: str, *, required: bool = False, path: str
         return None
     if not isinstance(value, str):
         raise invalid(path + key, value, f"{path + key} must be a string, got {type(value).__name__}")
-    if "\x00" in value or len(value) > limit:
-        raise invalid(path + key, value, f"{path + key} must be at most {limit} characters, without NUL")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise invalid(path + key, None, f"{path + key} is not valid Unicode (a lone surrogate)") from None
+    if not is_plain_text(value) or len(value) > limit:
+        raise invalid(
+            path + key, None, f"{path + key} must be at most {limit} characters, without NUL or lone surrogates"
+        )
     return value
 
 
@@ -78,13 +77,13 @@ def timestamp(body: Mapping[str, Any], key: str, *, path: str = "") -> str | Non
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+        if parsed.tzinfo is None:
+            raise ValueError("no UTC offset")
+        return parsed.astimezone(dt.UTC).isoformat()  # PostgreSQL takes offsets up to 15:59 only
+    except (ValueError, OverflowError):
         raise invalid(
             path + key, value, f"{path + key} must be an ISO-8601 time with a UTC offset, e.g. 2026-01-31T09:00:00Z"
-        )
-    return parsed.isoformat()
+        ) from None
 
 
 def submission(tenant: str, body: Mapping[str, Any], idempotency_key: str | None, *, path: str = "") -> dict[str, Any]:
