@@ -4,8 +4,6 @@ test's database (SPEC §3, §4, §6)."""
 import collections
 import signal
 
-import pytest
-
 from db import configuration
 from tests.fairness import Queue, fairness_error, ideal_rates
 from tests.integration.claiming import backlog
@@ -39,14 +37,6 @@ def _configure(
 
 def _statuses(conn):
     return dict(conn.execute("SELECT status, count(*) FROM fairlane.messages GROUP BY status").fetchall())
-
-
-@pytest.fixture
-def started():
-    processes = []
-    yield processes
-    for process in processes:
-        process.stop()
 
 
 def test_four_dispatchers_hold_the_quota_split_fairly(conn, dsn, tmp_path, started):
