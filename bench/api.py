@@ -11,7 +11,8 @@ tenants, API keys rotated per request, per-tenant request limit off, a destinati
 
 Besides the rates it prints where the CPU went during the measured window (from /proc, Linux only): the
 server process, the PostgreSQL backends serving the scratch database, the load generator, and the machine's
-idle share, in microseconds per request (or per message for the batch run).
+idle share and the share anything else used (other processes, PostgreSQL's WAL writer, the kernel), CPU
+per request (or per message for the batch run) in microseconds.
 
 Run: `fairlane bench api [--seconds S] [--concurrency C]`. Internally, `python -m bench.api minimal --port P
 --dsn DSN` serves the minimal handler.
@@ -306,7 +307,7 @@ class Run:
     outcome: dict[str, Any]
     server_cpu: float
     backend_cpu: float
-    idle: float | None
+    machine: tuple[float, float] | None  # (idle, total) seconds of all cores during the window
     seconds: float
 
     @property
@@ -347,9 +348,9 @@ def _measure(
         if generator.is_alive():
             generator.terminate()
             generator.join()
-    idle = None
+    machine = None
     if before.machine and after.machine:
-        idle = (after.machine[0] - before.machine[0]) / max(1.0, after.machine[1] - before.machine[1])
+        machine = ((after.machine[0] - before.machine[0]) / TICK, (after.machine[1] - before.machine[1]) / TICK)
     return Run(
         label,
         concurrency,
@@ -357,7 +358,7 @@ def _measure(
         outcome,
         _spent(before.server, after.server),
         _spent(before.backends, after.backends),
-        idle,
+        machine,
         seconds,
     )
 
@@ -370,11 +371,16 @@ def _print_run(run: Run) -> None:
     o = run.outcome
     unit = max(1, o["messages"])  # CPU per message (per request, for single-message requests)
     client = "-" if o["client_cpu"] is None else f"{o['client_cpu'] / unit * 1e6:.0f}"
-    idle = "-" if run.idle is None else f"{run.idle * 100:.0f}"
+    idle = other = "-"
+    if run.machine is not None and run.machine[1] > 0:
+        idle_seconds, total_seconds = run.machine
+        ours = run.server_cpu + run.backend_cpu + (o["client_cpu"] or 0.0)
+        idle = f"{idle_seconds / total_seconds * 100:.0f}"
+        other = f"{max(0.0, total_seconds - idle_seconds - ours) / total_seconds * 100:.0f}"
     print(
         f"{run.label:<22} {run.concurrency:>4} {run.requests_per_second:>9,.0f} {run.messages_per_second:>10,.0f}"
         f" {_ms(o['p50']):>7} {_ms(o['p99']):>7} {o['errors']:>7} {run.server_cpu / unit * 1e6:>8.0f}"
-        f" {run.backend_cpu / unit * 1e6:>8.0f} {client:>8} {idle:>5}"
+        f" {run.backend_cpu / unit * 1e6:>8.0f} {client:>8} {idle:>5} {other:>6}"
     )
     if o["errors"] or o["refused"] or o["statuses"]:
         print(f"  !!! {run.label}: {o['errors']} failed requests, {o['refused']} refused messages: {o['statuses']}")
@@ -417,12 +423,12 @@ def main(dsn: str, seconds: float = 5.0, concurrency: int = 64) -> None:
                 f" request, {WARMUP:g} s warm-up + {seconds:g} s per run"
             )
             print("minimal = an aiohttp handler that parses the JSON body and does one asyncpg round trip on a pool")
-            print("CPU columns: microseconds per message in the server process, its PostgreSQL backends, the load")
-            print("generator; idle = the machine's idle share during the run")
+            print("CPU columns: microseconds per message in the server process, its PostgreSQL backends and the load")
+            print("generator; idle% and other% = the machine's idle share and the share used by anything else")
             print()
             print(
                 f"{'run':<22} {'conc':>4} {'req/s':>9} {'msg/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
-                f" {'server':>8} {'postgres':>8} {'client':>8} {'idle%':>5}"
+                f" {'server':>8} {'postgres':>8} {'client':>8} {'idle%':>5} {'other%':>6}"
             )
             plan = [
                 ("minimal (1)", minimal, minimal_port, concurrency, 0),

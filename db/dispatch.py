@@ -109,3 +109,7 @@ async def receipt(
 
 async def ready(connection: asyncpg.Connection, destination_id: int) -> bool:
     return bool(await connection.fetchval(_Q["ready"], destination_id))
+
+
+async def queue_waits(connection: asyncpg.Connection, message_ids: Sequence[int]) -> list[float]:
+    return [row[0] for row in await connection.fetch(_Q["queue_waits"], list(message_ids))]

@@ -152,7 +152,7 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
         batch_size=args.batch_size, grace_seconds=args.grace, lease_seconds=args.lease
     )
     if args.workers == 1:
-        return dispatcher.run_process(dsn, dispatch_settings)
+        return dispatcher.run_process(dsn, dispatch_settings, args.metrics_port)
     return _supervise(
         [
             [
@@ -168,8 +168,9 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
                 str(args.grace),
                 "--lease",
                 str(args.lease),
+                *(["--metrics-port", str(args.metrics_port + index)] if args.metrics_port else []),
             ]
-            for _ in range(args.workers)
+            for index in range(args.workers)
         ],
         {**os.environ, "DATABASE_URL": dsn},
     )
@@ -268,6 +269,9 @@ def parser() -> argparse.ArgumentParser:
 
     dispatch_command = commands.add_parser("dispatch", help="dispatcher processes (reads DATABASE_URL)")
     dispatch_command.add_argument("--workers", type=_positive, default=1)
+    dispatch_command.add_argument(
+        "--metrics-port", type=_positive, help="serve Prometheus metrics on 127.0.0.1 (worker i: port + i)"
+    )
     dispatch_command.add_argument("--batch-size", type=int, default=100)
     dispatch_command.add_argument("--grace", type=float, default=10.0, help="seconds in-flight sends get at stop")
     dispatch_command.add_argument(

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -19,6 +20,7 @@ from db import dispatch
 from db.dispatch import Answer, Claimed, Destination
 from db.transaction import with_retries
 from service.gateways import HttpGateway, retry_delay
+from service.metrics import DispatchMetrics
 
 logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "fairlane_ready"
@@ -37,9 +39,12 @@ class DispatchSettings:
 
 
 class Dispatcher:
-    def __init__(self, dsn: str, settings: DispatchSettings = DispatchSettings()) -> None:
+    def __init__(
+        self, dsn: str, settings: DispatchSettings = DispatchSettings(), metrics: DispatchMetrics | None = None
+    ) -> None:
         self.dsn = dsn
         self.settings = settings
+        self.metrics = metrics
         self._stopping = asyncio.Event()
         self._wake: dict[int, asyncio.Event] = {}
         self._in_flight: dict[int, int] = {}
@@ -118,6 +123,10 @@ class Dispatcher:
                     claimed = await dispatch.claim(connection, destination.id, room, lease)
                     if not claimed:
                         ready = await dispatch.ready(connection, destination.id)
+                    elif self.metrics is not None:
+                        waits = await dispatch.queue_waits(connection, [m.message_id for m in claimed])
+                        for wait in waits:
+                            self.metrics.queue_wait.labels(destination=destination.code).observe(wait)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
                 logger.warning("claim failed", extra={"destination": destination.code, "error": str(error)})
                 await _wait(self._stopping, self.settings.poll_seconds)
@@ -136,7 +145,7 @@ class Dispatcher:
     async def _send(
         self, pool: asyncpg.Pool, gateway: HttpGateway, destination: Destination, claimed: list[Claimed]
     ) -> None:
-        sends = {asyncio.create_task(gateway.send(message)): message for message in claimed}
+        sends = {asyncio.create_task(self._timed(gateway, destination, message)): message for message in claimed}
         self._sends.update(sends)
         try:
             await asyncio.wait(sends)
@@ -165,6 +174,18 @@ class Dispatcher:
         self._in_flight[destination.id] -= len(claimed)
         self._slot_freed[destination.id].set()
         await self._record(pool, destination, claimed[0].claim_id, answers)
+
+    async def _timed(self, gateway: HttpGateway, destination: Destination, message: Claimed) -> Answer:
+        started = time.perf_counter()
+        answer = await gateway.send(message)
+        if self.metrics is not None:
+            self.metrics.gateway_seconds.labels(gateway=destination.gateway).observe(time.perf_counter() - started)
+            self.metrics.outcomes.labels(gateway=destination.gateway, outcome=answer.outcome).inc()
+            if answer.outcome == "sent":
+                self.metrics.dispatched.labels(destination=destination.code, tenant=message.tenant).inc(
+                    message.segments
+                )
+        return answer
 
     async def _record(self, pool: asyncpg.Pool, destination: Destination, claim_id: int, answers: list[Answer]) -> None:
         async def record(connection: asyncpg.Connection) -> None:
@@ -237,11 +258,16 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
         pass
 
 
-def run_process(dsn: str, settings: DispatchSettings = DispatchSettings()) -> int:
-    """Run one dispatcher in this process until SIGTERM or SIGINT; exit status 0 after a clean stop."""
+def run_process(dsn: str, settings: DispatchSettings = DispatchSettings(), metrics_port: int | None = None) -> int:
+    """Run one dispatcher in this process until SIGTERM or SIGINT; exit status 0 after a clean stop.
+    With a metrics port, its Prometheus metrics are served on 127.0.0.1:port/metrics."""
+    metrics = None
+    if metrics_port is not None:
+        metrics = DispatchMetrics()
+        metrics.serve(metrics_port)
 
     async def main() -> None:
-        dispatcher = Dispatcher(dsn, settings)
+        dispatcher = Dispatcher(dsn, settings, metrics)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, dispatcher.stop)

@@ -4,7 +4,7 @@ destination and tenant, destination quota and utilisation), so any API process s
 Dispatcher processes export their own (dispatched segments, gateway latency and outcomes, queue wait)."""
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 from db import health
 
@@ -60,3 +60,39 @@ class ApiMetrics:
             for measure in ("quota_rate", "effective_rate", "current_rate", "utilisation", "backlog_segments"):
                 self.destination.labels(destination=row["destination"], measure=measure).set(row[measure] or 0)
         return generate_latest(self.registry)
+
+
+class DispatchMetrics:
+    """Prometheus metrics of one dispatcher process (`fairlane dispatch --metrics-port P`)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.dispatched = Counter(
+            "fairlane_dispatched_segments",
+            "Segments the gateway accepted",
+            ["destination", "tenant"],
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "fairlane_queue_wait_seconds",
+            "Time from acceptance to claim",
+            ["destination"],
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+        )
+        self.gateway_seconds = Histogram(
+            "fairlane_gateway_seconds",
+            "Gateway call latency",
+            ["gateway"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.outcomes = Counter(
+            "fairlane_gateway_outcomes",
+            "Gateway answers: sent, failed, retry, throttled, release",
+            ["gateway", "outcome"],
+            registry=self.registry,
+        )
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, addr="127.0.0.1", registry=self.registry)

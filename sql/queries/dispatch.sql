@@ -51,3 +51,7 @@ SELECT EXISTS (
           WHERE m.queue_id = q.id AND m.status = 'queued' AND (m.available_at IS NULL OR m.available_at <= now())
       )
 )
+
+-- name: queue_waits
+-- Seconds each of the given messages waited from acceptance until now (the claim), for the metrics.
+SELECT extract(epoch FROM now() - m.created_at)::float8 FROM fairlane.messages m WHERE m.id = ANY($1::bigint[])

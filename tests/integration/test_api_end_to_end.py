@@ -55,6 +55,13 @@ def _call(base, method, path, token, body=None):
         return error.code, json.loads(error.read())
 
 
+def _metrics(url):
+    """Prometheus text as {series: value}."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        lines = response.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if not line.startswith("#")}
+
+
 def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, started):
     receiver = Receiver()
     api_port = free_port()
@@ -89,7 +96,8 @@ def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, st
         assert _call(base, "PUT", "/v1/admin/destinations/US", ADMIN_TOKEN, destination)[0] == 201
         routes = {"routes": [{"prefix": "+1", "sender_type": "long_code", "destination": "US"}]}
         assert _call(base, "PUT", "/v1/admin/routes", ADMIN_TOKEN, routes)[0] == 200
-        started.append(dispatcher(dsn))
+        metrics_port = free_port()
+        started.append(dispatcher(dsn, "--metrics-port", str(metrics_port)))
 
         key = tenant["api_key"]
         status, message = _call(base, "POST", "/v1/messages", key, {"to": "+14155550123", "body": "Your code: 271828"})
@@ -102,6 +110,15 @@ def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, st
         wait_until(lambda: "delivered" in statuses(), timeout=60, message="the message delivered")
         assert statuses() == ["queued", "sending", "sent", "delivered"]
         assert _call(base, "GET", f"/v1/messages/{message['id']}", key)[1]["status"] == "delivered"
+
+        dispatched = _metrics(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert dispatched['fairlane_dispatched_segments_total{destination="US",tenant="pied-piper"}'] == 1
+        assert dispatched['fairlane_gateway_outcomes_total{gateway="carrier",outcome="sent"}'] == 1
+        assert dispatched['fairlane_gateway_seconds_count{gateway="carrier"}'] == 1
+        assert dispatched['fairlane_queue_wait_seconds_count{destination="US"}'] == 1
+        accepted = _metrics(f"{base}/metrics")
+        assert accepted['fairlane_messages_accepted_total{destination="US",tenant="pied-piper"}'] == 1
+        assert accepted['fairlane_destination{destination="US",measure="quota_rate"}'] == 50
 
         wait_until(lambda: len(receiver.received) >= 4, timeout=60, message="four callbacks")
         webhook = Webhook(tenant["signing_secret"])
