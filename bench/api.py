@@ -133,8 +133,8 @@ async def _generate(load: Load) -> dict[str, Any]:
     headers = [{"Authorization": f"Bearer {key}", "Content-Type": "application/json"} for key in load.keys]
     warm_end = load.start_at + WARMUP
     end = warm_end + load.seconds
-    window = {"requests": 0, "messages": 0, "refused": 0, "errors": 0, "latencies": []}
-    total = {"messages": 0}
+    window = {"requests": 0, "messages": 0, "refused": 0, "errors": 0, "total_messages": 0}
+    latencies: list[float] = []
     statuses: dict[str, int] = {}
     cpu: list[float] = []
 
@@ -152,7 +152,7 @@ async def _generate(load: Load) -> dict[str, Any]:
                 statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
             latency = time.perf_counter() - sent
             n += load.concurrency
-            total["messages"] += accepted
+            window["total_messages"] += accepted  # warm-up and tail included, to check the row count
             if not warm_end <= time.time() <= end:
                 continue
             if status >= 300 or status == 0:
@@ -163,7 +163,7 @@ async def _generate(load: Load) -> dict[str, Any]:
                         statuses.setdefault(f"{status}: {body[:200].decode(errors='replace')}", 1)
             else:
                 window["requests"] += 1
-                window["latencies"].append(latency)
+                latencies.append(latency)
             window["messages"] += accepted
             window["refused"] += refused
 
@@ -178,10 +178,9 @@ async def _generate(load: Load) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.sleep(max(0.0, load.start_at - time.time()))
         await asyncio.gather(clock(), *(worker(session, i) for i in range(load.concurrency)))
-    latencies = sorted(window.pop("latencies"))
+    latencies.sort()
     return {
         **window,
-        "total_messages": total["messages"],
         "statuses": statuses,
         "p50": latencies[len(latencies) // 2] if latencies else None,
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
@@ -382,6 +381,8 @@ def _print_run(run: Run) -> None:
         f" {_ms(o['p50']):>7} {_ms(o['p99']):>7} {o['errors']:>7} {run.server_cpu / unit * 1e6:>8.0f}"
         f" {run.backend_cpu / unit * 1e6:>8.0f} {client:>8} {idle:>5} {other:>6}"
     )
+    if other != "-" and float(other) > 15:
+        print(f"  !!! {run.label}: {other}% of the machine went to other work during the run; figures are disturbed")
     if o["errors"] or o["refused"] or o["statuses"]:
         print(f"  !!! {run.label}: {o['errors']} failed requests, {o['refused']} refused messages: {o['statuses']}")
 
@@ -390,75 +391,90 @@ def _verdict(ratio: float, goal: float) -> str:
     return "met" if ratio >= goal else "NOT met"
 
 
+def _servers(scratch: str, logs: Path, servers: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
+    """Start the minimal handler and the API (appending them to `servers`); return their ports."""
+    minimal_port, api_port = _port(), _port()
+    servers.append(
+        _start(
+            ["bench.api", "minimal", "--port", str(minimal_port), "--dsn", scratch],
+            {},
+            "minimal listening",
+            logs / "minimal.log",
+        )
+    )
+    servers.append(
+        _start(
+            ["service.cli", "api", "--host", "127.0.0.1", "--port", str(api_port)],
+            {
+                "DATABASE_URL": scratch,
+                "FAIRLANE_ADMIN_TOKEN": secrets.token_urlsafe(24),
+                "FAIRLANE_TENANT_RATE": "0",
+                "FAIRLANE_LOG_LEVEL": "WARNING",
+            },
+            "api listening",
+            logs / "api.log",
+        )
+    )
+    return minimal_port, api_port
+
+
+def _run(scratch: str, logs: Path, servers: list[subprocess.Popen[bytes]], seconds: float, concurrency: int) -> None:
+    keys = _configure(scratch)
+    minimal_port, api_port = _servers(scratch, logs, servers)
+    minimal, api = servers
+    print(
+        f"api benchmark: loopback HTTP from a separate load process, {TENANTS} tenants with keys rotated per"
+        f" request, {WARMUP:g} s warm-up + {seconds:g} s per run"
+    )
+    print(
+        "minimal = an aiohttp handler that parses the JSON body and does one asyncpg round trip on a pool"
+        " (no reset query on release)"
+    )
+    print("CPU columns: microseconds per message in the server process, its PostgreSQL backends and the load")
+    print("generator; idle% and other% = the machine's idle share and the share used by anything else")
+    print()
+    print(
+        f"{'run':<22} {'conc':>4} {'req/s':>9} {'msg/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
+        f" {'server':>8} {'postgres':>8} {'client':>8} {'idle%':>5} {'other%':>6}"
+    )
+    plan = [
+        ("minimal (1)", minimal, minimal_port, concurrency, 0),
+        ("single POST", api, api_port, concurrency, 0),
+        (f"batch of {BATCH_SIZE}", api, api_port, BATCH_CONCURRENCY, BATCH_SIZE),
+        ("minimal (2)", minimal, minimal_port, concurrency, 0),
+    ]
+    runs = []
+    for label, server, port, workers, batch in plan:
+        runs.append(_measure(label, port, server, scratch, keys, workers, batch, seconds))
+        _print_run(runs[-1])
+    minimal_rate = (runs[0].requests_per_second + runs[3].requests_per_second) / 2
+    single, batched = runs[1], runs[2]
+    print(f"{'minimal (mean)':<22} {'':>4} {minimal_rate:>9,.0f}")
+    print()
+    single_ratio = single.requests_per_second / max(1e-9, minimal_rate)
+    batch_ratio = batched.messages_per_second / max(1e-9, single.messages_per_second)
+    print(f"single POST / minimal handler: {single_ratio:.2f} (goal >= 0.5: {_verdict(single_ratio, 0.5)})")
+    print(f"batch / single POST messages/s: {batch_ratio:.1f}x (goal >= 20: {_verdict(batch_ratio, 20)})")
+    accepted = single.outcome["total_messages"] + batched.outcome["total_messages"]
+    with psycopg.connect(scratch) as connection:
+        (rows,) = connection.execute("SELECT count(*) FROM fairlane.messages").fetchone() or (0,)
+    check = "ok" if rows == accepted else "!!! MISMATCH"
+    print(f"rows in fairlane.messages: {rows:,}; accepted in all runs, warm-up included: {accepted:,} ({check})")
+    if any(run.outcome["errors"] or run.outcome["refused"] for run in runs):
+        print("!!! some requests failed; the server logs' tails:")
+        for log in sorted(logs.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}")
+
+
 def main(dsn: str, seconds: float = 5.0, concurrency: int = 64) -> None:
     started = time.monotonic()
-    scratch = recreate(dsn, DATABASE)
-    keys = _configure(scratch)
     servers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as directory:
-        logs = Path(directory)
         try:
-            minimal_port, api_port = _port(), _port()
-            minimal = _start(
-                ["bench.api", "minimal", "--port", str(minimal_port), "--dsn", scratch],
-                {},
-                "minimal listening",
-                logs / "minimal.log",
-            )
-            servers.append(minimal)
-            api = _start(
-                ["service.cli", "api", "--host", "127.0.0.1", "--port", str(api_port)],
-                {
-                    "DATABASE_URL": scratch,
-                    "FAIRLANE_ADMIN_TOKEN": secrets.token_urlsafe(24),
-                    "FAIRLANE_TENANT_RATE": "0",
-                    "FAIRLANE_LOG_LEVEL": "WARNING",
-                },
-                "api listening",
-                logs / "api.log",
-            )
-            servers.append(api)
-            print(
-                f"api benchmark: loopback HTTP from a separate load process, {TENANTS} tenants with keys rotated per"
-                f" request, {WARMUP:g} s warm-up + {seconds:g} s per run"
-            )
-            print("minimal = an aiohttp handler that parses the JSON body and does one asyncpg round trip on a pool")
-            print("CPU columns: microseconds per message in the server process, its PostgreSQL backends and the load")
-            print("generator; idle% and other% = the machine's idle share and the share used by anything else")
-            print()
-            print(
-                f"{'run':<22} {'conc':>4} {'req/s':>9} {'msg/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
-                f" {'server':>8} {'postgres':>8} {'client':>8} {'idle%':>5} {'other%':>6}"
-            )
-            plan = [
-                ("minimal (1)", minimal, minimal_port, concurrency, 0),
-                ("single POST", api, api_port, concurrency, 0),
-                (f"batch of {BATCH_SIZE}", api, api_port, BATCH_CONCURRENCY, BATCH_SIZE),
-                ("minimal (2)", minimal, minimal_port, concurrency, 0),
-            ]
-            runs = []
-            for label, server, port, workers, batch in plan:
-                run = _measure(label, port, server, scratch, keys, workers, batch, seconds)
-                _print_run(run)
-                runs.append(run)
-            minimal_rate = (runs[0].requests_per_second + runs[3].requests_per_second) / 2
-            single, batched = runs[1], runs[2]
-            print(f"{'minimal (mean)':<22} {'':>4} {minimal_rate:>9,.0f}")
-            print()
-            single_ratio = single.requests_per_second / max(1e-9, minimal_rate)
-            batch_ratio = batched.messages_per_second / max(1e-9, single.messages_per_second)
-            print(f"single POST / minimal handler: {single_ratio:.2f} (goal >= 0.5: {_verdict(single_ratio, 0.5)})")
-            print(f"batch / single POST messages/s: {batch_ratio:.1f}x (goal >= 20: {_verdict(batch_ratio, 20)})")
-            accepted = single.outcome["total_messages"] + batched.outcome["total_messages"]
-            with psycopg.connect(scratch) as connection:
-                (rows,) = connection.execute("SELECT count(*) FROM fairlane.messages").fetchone() or (0,)
-            check = "ok" if rows == accepted else "MISMATCH"
-            print(f"rows in fairlane.messages: {rows:,}; accepted by the API in all (warm-up included): {accepted:,}")
-            print(f"  {check}")
-            if any(run.outcome["errors"] or run.outcome["refused"] for run in runs):
-                print("!!! some requests failed; the server logs' tails:")
-                for log in sorted(logs.glob("*.log")):
-                    print(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}")
+            _run(recreate(dsn, DATABASE), Path(directory), servers, seconds, concurrency)
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopping the servers and dropping the scratch database", flush=True)
+            raise SystemExit(130) from None
         finally:
             _stop(servers)
             drop(dsn, DATABASE)
