@@ -21,12 +21,23 @@ RETRYABLE = (
 )
 
 
-async def with_retries(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]], attempts: int = 5) -> T:
-    """Run `work` in a transaction on a pooled connection, retrying transient failures."""
+async def with_retries(
+    pool: asyncpg.Pool,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    attempts: int = 5,
+    *,
+    one_statement: bool = False,
+) -> T:
+    """Run `work` in a transaction on a pooled connection, retrying transient failures. When `work` runs
+    one statement, that statement is its own transaction: no BEGIN and COMMIT round trips, and its locks
+    are released inside the server as soon as it ends."""
     for attempt in range(attempts):
         try:
-            async with pool.acquire() as connection, connection.transaction():
-                return await work(connection)
+            async with pool.acquire() as connection:
+                if one_statement:
+                    return await work(connection)
+                async with connection.transaction():
+                    return await work(connection)
         except RETRYABLE as error:
             if attempt == attempts - 1:
                 raise

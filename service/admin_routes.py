@@ -12,7 +12,7 @@ from aiohttp import web
 from db import admin, configuration
 from service import requests
 from service.api_json import dumps
-from service.auth import require_admin
+from service.auth import KEYS, require_admin
 from service.requests import invalid
 from service.state import SETTINGS
 
@@ -82,6 +82,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 
 async def delete_tenant(request: web.Request) -> web.Response:
     await _run(request, lambda c: admin.delete_tenant(c, request.match_info["name"]))
+    request.app[KEYS].clear()
     return _deleted()
 
 
@@ -94,7 +95,9 @@ async def revoke_key(request: web.Request) -> web.Response:
     key_id = requests.identifier(request.match_info["key_id"])
     if key_id is None:
         raise invalid("key_id", request.match_info["key_id"], "key_id must be an API key's id")
-    return _json(await _run(request, lambda c: admin.revoke_api_key(c, request.match_info["name"], key_id)))
+    revoked = await _run(request, lambda c: admin.revoke_api_key(c, request.match_info["name"], key_id))
+    request.app[KEYS].clear()
+    return _json(revoked)
 
 
 async def put_sender(request: web.Request) -> web.Response:

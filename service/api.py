@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from db import health, migrate
+from db import health, migrate, pool
 from db.configuration import ConfigError
 from db.errors import FairlaneError, translate
 from service import admin_routes, openapi, receipt_routes, tenant_routes
 from service.api_json import HTTP_STATUS, dumps, error_json
-from service.auth import LIMITER, RateLimiter
+from service.auth import KEYS, LIMITER, KeyCache, RateLimiter
 from service.metrics import ApiMetrics
 from service.state import METRICS, POOL, SETTINGS, SUBMITTER, ApiSettings
 from service.submitter import Submitter
@@ -114,9 +114,10 @@ def create_app(settings: ApiSettings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics()
     app[LIMITER] = RateLimiter(settings.tenant_rate)
+    app[KEYS] = KeyCache()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        app[POOL] = await asyncpg.create_pool(settings.dsn, min_size=2, max_size=10)
+        app[POOL] = await pool.create(settings.dsn, min_size=2, max_size=10)
         app[SUBMITTER] = Submitter(app[POOL])
         yield
         await app[SUBMITTER].close()

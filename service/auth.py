@@ -45,16 +45,46 @@ def bearer(request: web.Request) -> str:
     return token.strip()
 
 
+class KeyCache:
+    """Valid API keys seen in the last few seconds, so a busy tenant's requests skip the key lookup. A key
+    revoked through another API process stops working here within `seconds`; this process forgets every
+    key as soon as it revokes one or deletes a tenant."""
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        self.seconds = seconds
+        self._tenants: dict[str, tuple[Tenant, float]] = {}
+
+    def get(self, api_key: str) -> Tenant | None:
+        found = self._tenants.get(api_key)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    def put(self, api_key: str, tenant: Tenant) -> None:
+        if len(self._tenants) > 10_000:
+            self._tenants.clear()
+        self._tenants[api_key] = (tenant, time.monotonic() + self.seconds)
+
+    def clear(self) -> None:
+        self._tenants.clear()
+
+
+KEYS = web.AppKey("keys", KeyCache)
+
+
 async def tenant_of(request: web.Request) -> Tenant:
     """The tenant whose API key authorises this request (401 otherwise; 429 over its request rate)."""
     api_key = bearer(request)
-    if api_key.isascii():
+    tenant = request.app[KEYS].get(api_key)
+    if tenant is None and api_key.isascii():
         async with request.app[POOL].acquire() as connection:
             tenant = await messages.authenticate(connection, api_key)
         if tenant is not None:
-            request.app[LIMITER].check(tenant.id)
-            return tenant
-    raise FairlaneError("unauthorized", "the API key is not valid (unknown or revoked)")
+            request.app[KEYS].put(api_key, tenant)
+    if tenant is None:
+        raise FairlaneError("unauthorized", "the API key is not valid (unknown or revoked)")
+    request.app[LIMITER].check(tenant.id)
+    return tenant
 
 
 def require_admin(request: web.Request) -> None:

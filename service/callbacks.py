@@ -37,6 +37,7 @@ import asyncpg
 from standardwebhooks.webhooks import Webhook
 
 from db import callbacks
+from db import pool as db_pool
 from db.callbacks import Callback, Failure
 from db.transaction import with_retries
 
@@ -94,7 +95,7 @@ class CallbackSender:
         self._slot_freed.set()
 
     async def run(self) -> None:
-        pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4)
+        pool = await db_pool.create(self.dsn, min_size=1, max_size=4)
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds),
             connector=aiohttp.TCPConnector(limit=0),

@@ -17,6 +17,7 @@ import aiohttp
 import asyncpg
 
 from db import dispatch
+from db import pool as db_pool
 from db.dispatch import Answer, Claimed, Destination
 from db.transaction import with_retries
 from service.gateways import HttpGateway, retry_delay
@@ -61,9 +62,7 @@ class Dispatcher:
     async def run(self) -> None:
         # claims and completions commit without waiting for the WAL flush: a database crash can lose the last
         # few, which leases and idempotency keys already cover (docs/decisions/0007); submissions stay durable
-        pool = await asyncpg.create_pool(
-            self.dsn, min_size=2, max_size=6, server_settings={"synchronous_commit": "off"}
-        )
+        pool = await db_pool.create(self.dsn, min_size=2, max_size=6, server_settings={"synchronous_commit": "off"})
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         loops: dict[int, asyncio.Task[None]] = {}
         maintenance = asyncio.create_task(self._maintain())

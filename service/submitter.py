@@ -56,7 +56,9 @@ class Submitter:
     async def _call(self, group: list[Pending]) -> None:
         everything = [submission for submissions, _ in group for submission in submissions]
         try:
-            results = await with_retries(self._pool, lambda connection: messages.submit(connection, everything))
+            results = await with_retries(
+                self._pool, lambda connection: messages.submit(connection, everything), one_statement=True
+            )
         except Exception as error:  # every waiting request learns of it (the middleware answers for it)
             for _, future in group:
                 if not future.done():

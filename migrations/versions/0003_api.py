@@ -1,4 +1,4 @@
-"""API: submission as one function with per-row results (accept_v2), the message_details view, cancel,
+"""API: fair portions in PL/pgSQL (queue_portions_v2), submission as one function with per-row results (accept_v2), the message_details view, cancel,
 and the status callbacks table filled by a trigger on message_events.
 
 Revision ID: 0003
@@ -48,6 +48,7 @@ def upgrade() -> None:
     connection = op.get_bind()
     execute_sql(connection, SCHEMA)
     for path in (
+        "functions/portions_v2.sql",
         "functions/accept_v2.sql",
         "views/message_details_v1.sql",
         "functions/api_v1.sql",
@@ -77,6 +78,7 @@ def downgrade() -> None:
         DROP TYPE fairlane.staged_message_v2;
         DROP TYPE fairlane.row_error_v2;
         DROP TYPE fairlane.submission_v1;
+        DROP FUNCTION fairlane.queue_portions_v2(bigint[], bigint[]);
         DROP TABLE fairlane.callbacks;
         """,
     )

@@ -10,7 +10,9 @@ CREATE TYPE fairlane.accepted_v1 AS (
 
 CREATE FUNCTION fairlane.submit_json_v1(items jsonb)
 RETURNS TABLE (ordinal bigint, replayed boolean, error jsonb, message jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan  -- planned once per session, not per call (up to 1,000 items)
+AS $$
 #variable_conflict use_column
 DECLARE
     accepted fairlane.accepted_v1[];
