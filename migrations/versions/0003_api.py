@@ -1,5 +1,6 @@
-"""API: fair portions in PL/pgSQL (queue_portions_v2), submission as one function with per-row results (accept_v2), the message_details view, cancel,
-and the status callbacks table filled by a trigger on message_events.
+"""API: fair portions in PL/pgSQL (queue_portions_v2), submission as one function with per-row results
+(accept_v2), the message_details view, cancel, and the status callbacks table filled by a trigger on
+message_events.
 
 Revision ID: 0003
 Revises: 0002
