@@ -4,10 +4,7 @@ import argparse
 import logging
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +13,10 @@ import psycopg
 
 from db import configuration, embedded, migrate, stats
 from db.errors import FairlaneError, translate
+from service import logs
 from service.database import close_database, open_database
 from service.settings import Settings, SettingsError
+from service.supervisor import Child, Supervisor
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "fairlane.toml"
 logger = logging.getLogger(__name__)
@@ -62,30 +61,23 @@ def _stats(dsn: str) -> None:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from service import run
+
     database = open_database(settings)
     try:
-        migrate.upgrade(database.dsn)
-        with psycopg.connect(database.dsn) as connection:
-            configured = configuration.is_configured(connection)
-        if args.config is not None:
-            _apply(database.dsn, _load_config(args.config))
-        elif not configured:
-            print(f"applying the example configuration {EXAMPLE_CONFIG}")
-            _apply(database.dsn, _load_config(EXAMPLE_CONFIG))
-        print()
-        _stats(database.dsn)
-        print(f"database: {database.dsn}")
-        print('psql:     fairlane db psql    (or: psql "$(fairlane db url)")')
-        print("fairlane is up; Ctrl-C stops it")
-        sys.stdout.flush()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        stop.wait()
-        print("stopping")
+        options = run.RunOptions(
+            dsn=database.dsn,
+            config=_load_config(args.config) if args.config is not None else None,
+            example=_load_config(EXAMPLE_CONFIG),
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            admin_token=settings.admin_token,
+            env=dict(os.environ),
+        )
+        return run.run(options)
     finally:
         close_database(settings, database)
-    return 0
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
@@ -153,45 +145,18 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     )
     if args.workers == 1:
         return dispatcher.run_process(dsn, dispatch_settings, args.metrics_port)
-    return _supervise(
-        [
-            [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "dispatch",
-                "--workers",
-                "1",
-                "--batch-size",
-                str(args.batch_size),
-                "--grace",
-                str(args.grace),
-                "--lease",
-                str(args.lease),
-                *(["--metrics-port", str(args.metrics_port + index)] if args.metrics_port else []),
-            ]
-            for index in range(args.workers)
-        ],
-        {**os.environ, "DATABASE_URL": dsn},
-    )
-
-
-def _supervise(commands: list[list[str]], env: dict[str, str]) -> int:
-    """Run child processes until they exit; SIGTERM/SIGINT is passed on to each of them. Exit status: 0
-    when every child exited 0, else the first failure (128 + signal for a child killed by a signal)."""
-    children: list[subprocess.Popen[bytes]] = []
-
-    def forward(signum: int, frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    children.extend(subprocess.Popen(command, env=env) for command in commands)
-    codes = [child.wait() for child in children]
-    failures = [128 - code if code < 0 else code for code in codes if code != 0]
-    return failures[0] if failures else 0
+    options = ["--batch-size", str(args.batch_size), "--grace", str(args.grace), "--lease", str(args.lease)]
+    env = {**os.environ, "DATABASE_URL": dsn}
+    children = [
+        Child(
+            f"dispatcher-{index + 1}",
+            [sys.executable, "-m", "service.cli", "dispatch", "--workers", "1", *options]
+            + (["--metrics-port", str(args.metrics_port + index)] if args.metrics_port else []),
+            env,
+        )
+        for index in range(args.workers)
+    ]
+    return Supervisor(children, grace_seconds=args.grace + 5).run()
 
 
 def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
@@ -202,6 +167,8 @@ def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
         with args.config.open("rb") as file:
             data = tomllib.load(file)
     try:
+        if args.receipts_url is not None:
+            data["receipts_url"] = args.receipts_url
         config = simulator.SimulatorConfig.from_dict(data)
     except (TypeError, ValueError) as error:
         raise configuration.ConfigError(str(error)) from error
@@ -253,6 +220,9 @@ def parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="start fairlane (embedded PostgreSQL unless DATABASE_URL is set)")
     run.add_argument("--config", type=Path, help="configuration to apply (default: the example, on an empty database)")
+    run.add_argument("--workers", type=_positive, default=2, help="dispatcher processes")
+    run.add_argument("--host", default="127.0.0.1", help="the API's address")
+    run.add_argument("--port", type=int, default=8080, help="the API's port")
     run.set_defaults(handler=cmd_run)
 
     db = commands.add_parser("db", help="database: upgrade, downgrade, url, psql, stop")
@@ -283,6 +253,7 @@ def parser() -> argparse.ArgumentParser:
     simulator_command.add_argument("--port", type=int, default=8099)
     simulator_command.add_argument("--host", default="127.0.0.1")
     simulator_command.add_argument("--config", type=Path)
+    simulator_command.add_argument("--receipts-url", help="where delivery receipts go (overrides the config's)")
     simulator_command.set_defaults(handler=cmd_simulator)
 
     callbacks_command = commands.add_parser("callbacks", help="the status callback sender (reads DATABASE_URL)")
@@ -307,7 +278,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("FAIRLANE_LOG_LEVEL", "WARNING"))
+    logs.configure(os.environ.get("FAIRLANE_LOG_LEVEL", "WARNING"))
     args = parser().parse_args(argv)
     try:
         settings = Settings.from_env()

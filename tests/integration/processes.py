@@ -36,11 +36,11 @@ def wait_until(condition, timeout=30.0, interval=0.05, message="condition"):
 class Process:
     """A `fairlane` subcommand with its output lines collected (stdout and stderr merged)."""
 
-    def __init__(self, args, *, env=None):
+    def __init__(self, args, *, env=None, cwd=ROOT):
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), "FAIRLANE_LOG_LEVEL": "INFO", **(env or {})}
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "service.cli", *args],
-            cwd=ROOT,
+            cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -1,15 +1,19 @@
 """The `fairlane` command as a user runs it: real processes, the embedded server, psql-style SQL."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from db import embedded, migrate
+from tests.integration.processes import Process, free_port, wait_until
 
 FAIRLANE = [sys.executable, "-m", "service.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,54 +30,93 @@ def _fairlane(*args, cwd, env=None):
 
 
 def test_run_on_a_fresh_directory(tmp_path):
-    """The README's first command: embedded PostgreSQL up, migrated, example configuration applied, stats
-    printed; a thousand messages inserted with one INSERT ... SELECT show in queue_state; a bad row gets an
-    error naming the field; Ctrl-C stops it all cleanly."""
-    with subprocess.Popen([*FAIRLANE, "run"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, text=True) as run:
-        _run_session(run, tmp_path)
-
-
-def _run_session(run, tmp_path):
+    """The README's first command on an empty directory: embedded PostgreSQL up, migrated, example
+    configuration applied, then the API, two dispatchers, the callback sender and the carrier simulator as
+    supervised processes. A message sent with the printed key is delivered; a thousand rows inserted with
+    one INSERT ... SELECT are accepted and a bad row gets an error naming the field; a dispatcher killed with
+    SIGKILL is restarted; Ctrl-C stops everything and the embedded server."""
+    port = free_port()
+    run = Process(["run", "--port", str(port)], env=_env(FAIRLANE_LOG_LEVEL="INFO"), cwd=tmp_path)
     try:
-        output = []
-        for line in run.stdout:
-            output.append(line)
-            if line.startswith("fairlane is up"):
-                break
-        text = "".join(output)
-        assert "created destination US-SC" in text and "API key for tenant demo (shown once): fl_" in text
-        assert "destinations (3)" in text
-
-        url = _fairlane("db", "url", cwd=tmp_path)
-        assert url.returncode == 0 and "started" not in url.stderr
-        dsn = url.stdout.strip()
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(
-                "INSERT INTO fairlane.outbox (tenant, recipient, body) "
-                "SELECT 'demo', '+1555' || lpad(i::text, 7, '0'), 'hello ' || i FROM generate_series(1, 1000) i"
-            )
-            depth = connection.execute("SELECT depth FROM fairlane.queue_state WHERE tenant = 'demo'").fetchone()[0]
-            assert depth == 1000
-            with pytest.raises(psycopg.Error) as raised:
-                connection.execute(
-                    "INSERT INTO fairlane.outbox (tenant, recipient, body) VALUES ('demo', '+1555', 'x')"
-                )
-            assert "recipient '+1555' is not an E.164 number" in str(raised.value)
-
-        stats = _fairlane("stats", cwd=tmp_path)
-        assert stats.returncode == 0
-        assert any(
-            line.split()[:5] == ["US-10DLC", "self-serve", "demo", "+15550100002", "1000"]
-            for line in stats.stdout.splitlines()
-        )
-
-        run.send_signal(signal.SIGINT)
-        assert run.wait(timeout=60) == 0
-        assert not embedded.is_running(tmp_path / ".fairlane" / "pgdata")
+        _run_session(run, tmp_path, port)
     finally:
-        if run.poll() is None:
-            run.kill()
+        run.stop()
         embedded.stop(tmp_path / ".fairlane" / "pgdata")
+
+
+def _run_session(run, tmp_path, port):
+    run.wait_for_line("fairlane is up", timeout=120)
+    text = "".join(run.seen)
+    assert "created destination US-SC" in text
+    key = re.search(r"API key of tenant demo \(new for this run\): (fl_\S+)", text).group(1)
+    token = re.search(r"admin token: (\S+)", text).group(1)
+    assert f"http://127.0.0.1:{port}/dashboard#token={token}" in text
+    _line(run, "api listening")
+    _line(run, "simulator listening")
+
+    base = f"http://127.0.0.1:{port}"
+    message = _http(base, "POST", "/v1/messages", key, {"to": "+15551234567", "body": "hello"})
+    delivered = wait_until(
+        lambda: _http(base, "GET", f"/v1/messages/{message['id']}", key)["status"] == "delivered",
+        timeout=60,
+        message="the message delivered through the simulator",
+    )
+    assert delivered
+    assert _http(base, "GET", "/v1/admin/routes", token)["routes"]
+
+    url = _fairlane("db", "url", cwd=tmp_path)
+    assert url.returncode == 0 and "started" not in url.stderr
+    dsn = url.stdout.strip()
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO fairlane.outbox (tenant, recipient, body) "
+            "SELECT 'demo', '+1555' || lpad(i::text, 7, '0'), 'hello ' || i FROM generate_series(1, 1000) i"
+        )
+        count = connection.execute("SELECT count(*) FROM fairlane.messages WHERE body LIKE 'hello %'").fetchone()[0]
+        assert count == 1000
+        with pytest.raises(psycopg.Error) as raised:
+            connection.execute("INSERT INTO fairlane.outbox (tenant, recipient, body) VALUES ('demo', '+1555', 'x')")
+        assert "recipient '+1555' is not an E.164 number" in str(raised.value)
+
+    stats = _fairlane("stats", cwd=tmp_path)
+    assert stats.returncode == 0 and "US-10DLC" in stats.stdout
+
+    dispatcher_pid = int(_line(run, "dispatcher started").rsplit("pid=", 1)[1])
+    os.kill(dispatcher_pid, signal.SIGKILL)
+    run.wait_for_line("child exited", timeout=30)
+    run.wait_for_line("child restarted", timeout=30)
+
+    run.signal(signal.SIGINT)
+    assert run.wait(timeout=90) == 0
+    assert "fairlane stopped" in "".join(run.seen) + "".join(_drain(run))
+    assert not embedded.is_running(tmp_path / ".fairlane" / "pgdata")
+    with pytest.raises(OSError):
+        _http(base, "GET", "/healthz", key)
+
+
+def _line(process, text):
+    """The first line with `text` the process printed, waiting for it when it has not come yet."""
+    for line in process.seen:
+        if text in line:
+            return line
+    return process.wait_for_line(text, timeout=60)
+
+
+def _drain(process):
+    process.reader.join(timeout=10)
+    while not process.lines.empty():
+        yield process.lines.get()
+
+
+def _http(base, method, path, token, body=None):
+    request = urllib.request.Request(
+        base + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
 
 
 def test_commands_against_database_url(dsn, tmp_path):
