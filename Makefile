@@ -19,7 +19,10 @@ install: $(VENV)/.installed  ## create .venv and install fairlane with its test 
 run: install  ## start fairlane on the embedded PostgreSQL (example configuration on first start)
 	$(BIN)/fairlane run
 
-test: install  ## run the test suite against a real (embedded) PostgreSQL
+test: install  ## run the test suite against a real (embedded) PostgreSQL (installs Debian's chromium if missing)
+	@test -x /usr/bin/chromium || { echo "installing chromium (the dashboard test's headless browser)"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium >/dev/null'; }
 	$(BIN)/pytest
 
 lint: install  ## ruff and mypy

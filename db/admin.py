@@ -1,4 +1,4 @@
-"""The HTTP API's admin side (psycopg): configuration entities one at a time, API keys, queue scores.
+"""The HTTP API's admin side (psycopg): configuration entities one at a time, API keys, queue scores, the dashboard.
 
 Creating and changing entities goes through db/configuration.py, the same code as `fairlane apply`, so the
 file and the API cannot disagree; each function runs in its own transaction and returns the entity as
@@ -176,6 +176,28 @@ def put_routes(connection: Connection, values: tuple[Route, ...]) -> list[Entity
 
 def queue_scores(connection: Connection, destination_code: str | None) -> list[Entity]:
     return _all(connection, "queue_scores", destination=destination_code)
+
+
+def dashboard(connection: Connection) -> Entity:
+    """What the dashboard shows, read in one snapshot: `at`, and every destination's load (a row of
+    fairlane.destination_load) with its active queues (rows of fairlane.queue_scores) under `queues`."""
+    previous = connection.isolation_level, connection.read_only
+    connection.isolation_level, connection.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
+    try:
+        with connection.transaction():
+            loads = _all(connection, "dashboard_destinations")
+            queues = _all(connection, "dashboard_queues")
+    finally:
+        connection.isolation_level, connection.read_only = previous
+    by_destination: dict[str, list[Entity]] = {}
+    for queue in queues:
+        by_destination.setdefault(queue["destination"], []).append(queue)
+    destinations = [
+        {**{k: v for k, v in load.items() if k != "at"}, "queues": by_destination.get(load["destination"], [])}
+        for load in loads
+        if load["destination"] is not None
+    ]
+    return {"at": loads[0]["at"], "destinations": destinations}
 
 
 def run(dsn: str, work: Callable[[Connection], Any]) -> Any:

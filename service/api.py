@@ -13,7 +13,7 @@ from aiohttp import web
 from db import health, migrate, pool
 from db.configuration import ConfigError
 from db.errors import FairlaneError, translate
-from service import admin_routes, openapi, receipt_routes, tenant_routes
+from service import admin_routes, dashboard, openapi, receipt_routes, tenant_routes
 from service.api_json import HTTP_STATUS, dumps, error_json
 from service.auth import KEYS, LIMITER, KeyCache, RateLimiter
 from service.metrics import ApiMetrics
@@ -131,4 +131,5 @@ def create_app(settings: ApiSettings) -> web.Application:
     tenant_routes.add_routes(app.router)
     admin_routes.add_routes(app.router)
     receipt_routes.add_routes(app.router)
+    dashboard.add_routes(app.router)
     return app

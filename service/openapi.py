@@ -285,6 +285,73 @@ SCHEMAS: dict[str, Schema] = {
         {"prefix": {"type": "string"}, "sender_type": {"type": "string"}, "destination": {"type": "string"}},
         ("prefix", "sender_type", "destination"),
     ),
+    "DashboardQueue": _object(
+        {
+            "destination": {"type": "string"},
+            "tenant_set": {"type": "string"},
+            "tenant": {"type": "string"},
+            "sender": {"type": "string"},
+            "queue_id": {"type": "integer"},
+            "depth": {"type": "integer"},
+            "oldest_age_seconds": _nullable("number"),
+            "portion": _nullable("number", description="r_q in segments per second"),
+            "recent_rate": {"type": "number", "description": "segments per second, averaged over about 10 s"},
+            "score": {"type": "number"},
+            "eligible": {"type": "boolean"},
+            "rank": {"type": "integer", "description": "1: what the next claim takes first"},
+        },
+        (
+            "destination",
+            "tenant_set",
+            "tenant",
+            "sender",
+            "queue_id",
+            "depth",
+            "oldest_age_seconds",
+            "portion",
+            "recent_rate",
+            "score",
+            "eligible",
+            "rank",
+        ),
+    ),
+    "DashboardDestination": _object(
+        {
+            "destination": {"type": "string"},
+            "gateway": {"type": "string"},
+            "quota_rate": {"type": "number", "description": "segments per second"},
+            "burst": {"type": "integer"},
+            "effective_rate": {"type": "number", "description": "the quota after throttle back-off"},
+            "current_rate": {"type": "number", "description": "segments per second, averaged over about 10 s"},
+            "utilisation": {"type": "number", "description": "current_rate / quota_rate"},
+            "backlog_messages": {"type": "integer"},
+            "backlog_segments": {"type": "integer"},
+            "active_tenants": {"type": "integer"},
+            "active_queues": {"type": "integer"},
+            "queues": {"type": "array", "items": _ref("DashboardQueue")},
+        },
+        (
+            "destination",
+            "gateway",
+            "quota_rate",
+            "burst",
+            "effective_rate",
+            "current_rate",
+            "utilisation",
+            "backlog_messages",
+            "backlog_segments",
+            "active_tenants",
+            "active_queues",
+            "queues",
+        ),
+    ),
+    "Dashboard": _object(
+        {
+            "at": {"type": "string", "format": "date-time"},
+            "destinations": {"type": "array", "items": _ref("DashboardDestination")},
+        },
+        ("at", "destinations"),
+    ),
 }
 
 SENDER_TYPES = {"enum": ["long_code", "short_code", "toll_free", "alphanumeric"]}
@@ -489,6 +556,14 @@ PATHS: dict[str, Any] = {
             parameters=[{"name": "destination", "in": "query", "schema": {"type": "string"}}],
         )
     },
+    "/v1/admin/dashboard": {
+        "get": _operation(
+            "What the dashboard shows: every destination's load (fairlane.destination_load) with its queues' "
+            "scores (fairlane.queue_scores), read in one snapshot",
+            _responses({200: _ref("Dashboard")}, 401, 403),
+            ADMIN,
+        )
+    },
     "/v1/gateways/{name}/receipts": {
         "parameters": [_path_parameter("name")],
         "post": _operation(
@@ -530,6 +605,16 @@ PATHS: dict[str, Any] = {
                     "description": "text exposition format",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
                 }
+            },
+            [],
+        )
+    },
+    "/dashboard": {
+        "get": _operation(
+            "The live dashboard page; it polls /v1/admin/dashboard with the admin token given as #token=...",
+            {
+                "200": {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                **_responses({}),
             },
             [],
         )
