@@ -12,18 +12,20 @@ from service.state import POOL, SETTINGS
 
 
 class RateLimiter:
-    """A token bucket per tenant in this process: rate per second, a second's worth of burst."""
+    """A token bucket per tenant in this process: rate per second, a second's worth of burst (at least
+    one request)."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
+        self.capacity = max(rate, 1.0)
         self._buckets: dict[int, tuple[float, float]] = {}
 
     def check(self, tenant_id: int) -> None:
         if self.rate <= 0:
             return
         now = time.monotonic()
-        tokens, at = self._buckets.get(tenant_id, (self.rate, now))
-        tokens = min(self.rate, tokens + (now - at) * self.rate)
+        tokens, at = self._buckets.get(tenant_id, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - at) * self.rate)
         if tokens < 1:
             raise FairlaneError(
                 "rate_limited",

@@ -215,12 +215,11 @@ async def test_concurrent_requests_with_one_key_make_one_message(api, conn):
     assert conn.execute("SELECT count(*) FROM fairlane.messages").fetchone()[0] == 1
 
 
-async def test_queue_overflow_is_429_with_retry_after_and_distinct_from_rate_limit(conn, dsn):
+async def test_queue_overflow_is_429_with_retry_after(conn, dsn):
     # US-LC: 10 segments/s shared by acme's set; max_drain_seconds 2 lets about 20 segments queue
     api = await start_api(
         conn,
         dsn,
-        tenant_rate=50,
         destinations=[
             {"code": "US-SC", "gateway": "sim", "rate": 100},
             {"code": "US-LC", "gateway": "sim", "rate": 10, "max_drain_seconds": 2},
@@ -239,13 +238,20 @@ async def test_queue_overflow_is_429_with_retry_after_and_distinct_from_rate_lim
         assert int(overflow.headers["Retry-After"]) >= 1
         other_queue = await api.send("acme", {"to": "+15551234567", "body": "x"})  # the short code's queue
         assert other_queue.status == 202
+    finally:
+        await api.client.close()
 
-        codes = [(await api.client.get("/v1/queues", headers=api.tenant("globex"))).status for _ in range(120)]
-        assert 429 in codes
+
+async def test_request_rate_limit_is_429_rate_limited_per_tenant(conn, dsn):
+    api = await start_api(conn, dsn, tenant_rate=0.001)  # one request, then one per 1,000 s
+    try:
+        assert (await api.client.get("/v1/queues", headers=api.tenant("globex"))).status == 200
         limited = await api.client.get("/v1/queues", headers=api.tenant("globex"))
         assert limited.status == 429
-        assert (await limited.json())["error"]["code"] == "rate_limited"
+        error = (await limited.json())["error"]
+        assert (error["code"], error["retryable"]) == ("rate_limited", True)
         assert limited.headers["Retry-After"] == "1"
+        assert (await api.client.get("/v1/queues", headers=api.tenant("acme"))).status == 200  # per tenant
     finally:
         await api.client.close()
 
