@@ -1,7 +1,11 @@
 """Dispatch throughput: messages/s through claim + complete (a null in-process gateway, no quota) for 1, 2
 and 4 processes and batches of 10 and 100, at backlogs of 10k and 1M over 1,000 tenants with one holding
 90%; in the same run the raw FIFO SKIP LOCKED claim + delete loop on a bare table of the same size and batch,
-and the ratio. Run: `fairlane bench dispatch [--seconds S] [--large N]`.
+and the ratio. Also the lifecycle floor: the same FIFO loop on tables shaped like fairlane.messages and
+message_events, making the writes every message's lifecycle requires (status sending with a lease, then
+sent, one event each) but no fair share, no queue counters and no token bucket: what fairlane pays for
+fairness and pacing is the gap between it and the floor. Run: `fairlane bench dispatch [--seconds S]
+[--large N]`.
 """
 
 import asyncio
@@ -47,18 +51,20 @@ def _top_up(scratch: str, backlog: int) -> None:
     q = queries.load("bench")
     with psycopg.connect(scratch, autocommit=True) as connection:
         connection.execute(q["create_raw_queue"])
+        connection.execute(q["create_lifecycle_tables"])
         queued = connection.execute(q["queued"]).fetchone()[0]
         raw = connection.execute(q["raw_depth"]).fetchone()[0]
+        lifecycle = connection.execute(q["lifecycle_depth"]).fetchone()[0]
         if backlog > queued:
             connection.execute(q["fill"], {"rows": backlog - queued})
         if backlog > raw:
             connection.execute(q["raw_fill"], {"rows": backlog - raw})
+        if backlog > lifecycle:
+            connection.execute(q["lifecycle_fill"], {"rows": backlog - lifecycle})
         connection.execute("VACUUM ANALYZE")
 
 
-async def _worker_loop(
-    scratch: str, kind: str, batch: int, seconds: float, start_at: float, budget
-) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+async def _worker_loop(scratch: str, kind: str, batch: int, seconds: float, start, budget) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     """Claim and complete (or claim and delete) batches until the run's time is up or the run has taken its
     share of the backlog (so the backlog stays near its size); return (messages, seconds)."""
     q = queries.load("bench")
@@ -66,6 +72,11 @@ async def _worker_loop(
     connection = await asyncpg.connect(scratch, server_settings={"synchronous_commit": "off"})
     destination = await connection.fetchval(q["destination_id"])
     done = 0
+    with start.get_lock():
+        start.value += 1  # connected; the clock starts once every worker is
+    while start.value > 0:
+        await asyncio.sleep(0.001)
+    start_at = -start.value
     while time.time() < start_at:
         await asyncio.sleep(0.001)
     deadline = start_at + seconds
@@ -77,6 +88,11 @@ async def _worker_loop(
         if kind == "raw":
             done += len(await connection.fetch(q["raw_claim_delete"], batch))
             continue
+        if kind == "lifecycle":
+            claimed = [row["id"] for row in await connection.fetch(q["lifecycle_claim"], batch)]
+            if claimed:
+                done += await connection.fetchval(q["lifecycle_complete"], claimed)
+            continue
         rows = await connection.fetch(q["claim"], destination, batch)
         if rows:
             await connection.fetchval(q["complete_sent"], rows[0]["claim_id"], [r["message_id"] for r in rows])
@@ -86,21 +102,25 @@ async def _worker_loop(
     return done, elapsed
 
 
-def _worker(scratch: str, kind: str, batch: int, seconds: float, start_at: float, budget, results) -> None:  # type: ignore[no-untyped-def]
-    results.put(asyncio.run(_worker_loop(scratch, kind, batch, seconds, start_at, budget)))
+def _worker(scratch: str, kind: str, batch: int, seconds: float, start, budget, results) -> None:  # type: ignore[no-untyped-def]
+    results.put(asyncio.run(_worker_loop(scratch, kind, batch, seconds, start, budget)))
 
 
 def _measure(scratch: str, kind: str, processes: int, batch: int, seconds: float, budget: int) -> float:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     shared_budget = context.Value("q", budget)
-    start_at = time.time() + 2.0  # every process connected before the clock starts
+    # workers count themselves in once connected; then the start time goes in, negated, for all at once
+    start = context.Value("d", 0.0)
     workers = [
-        context.Process(target=_worker, args=(scratch, kind, batch, seconds, start_at, shared_budget, results))
+        context.Process(target=_worker, args=(scratch, kind, batch, seconds, start, shared_budget, results))
         for _ in range(processes)
     ]
     for worker in workers:
         worker.start()
+    while start.value < processes:
+        time.sleep(0.01)
+    start.value = -(time.time() + 0.05)
     outcomes = [results.get(timeout=seconds + 60) for _ in workers]
     for worker in workers:
         worker.join()
@@ -114,7 +134,10 @@ def main(dsn: str, seconds: float = 3.0, large: int = 1_000_000) -> None:
         f"dispatch benchmark: claim + complete with a null gateway and no quota, {TENANTS} tenants (one with 90%),"
         f" {seconds:g} s per run; raw = FIFO SKIP LOCKED claim + delete on a bare table of the same size"
     )
-    print(f"{'backlog':>9} {'procs':>5} {'batch':>5} {'fairlane msg/s':>15} {'raw msg/s':>10} {'ratio':>6}")
+    print(
+        f"{'backlog':>9} {'procs':>5} {'batch':>5} {'fairlane msg/s':>15} {'floor msg/s':>12} {'raw msg/s':>10}"
+        f" {'/raw':>6} {'/floor':>7}"
+    )
     by_backlog: dict[int, dict[tuple[int, int], float]] = {}
     try:
         for backlog in (10_000, large):
@@ -124,9 +147,14 @@ def main(dsn: str, seconds: float = 3.0, large: int = 1_000_000) -> None:
                     # each run takes at most a fifth of the backlog, so it stays near its size
                     ours = _measure(scratch, "fairlane", processes, batch, seconds, backlog // 5)
                     _top_up(scratch, backlog)
+                    floor = _measure(scratch, "lifecycle", processes, batch, seconds, backlog // 5)
+                    _top_up(scratch, backlog)
                     raw = _measure(scratch, "raw", processes, batch, seconds, backlog // 5)
                     by_backlog.setdefault(backlog, {})[(processes, batch)] = ours
-                    print(f"{backlog:>9,} {processes:>5} {batch:>5} {ours:>15,.0f} {raw:>10,.0f} {ours / raw:>6.2f}")
+                    print(
+                        f"{backlog:>9,} {processes:>5} {batch:>5} {ours:>15,.0f} {floor:>12,.0f} {raw:>10,.0f}"
+                        f" {ours / raw:>6.2f} {ours / floor:>7.2f}"
+                    )
         print()
         for key, ours_large in by_backlog[large].items():
             ratio = ours_large / by_backlog[10_000][key]

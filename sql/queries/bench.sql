@@ -123,3 +123,54 @@ SELECT count(*) FROM fairlane.messages WHERE status IN ('sent', 'delivered', 'un
 -- %(rows)s messages spread evenly over tenants t0 .. t999 (psycopg).
 INSERT INTO fairlane.outbox (tenant, recipient, body)
 SELECT 't' || (i %% 1000), '+1666' || lpad(i::text, 7, '0'), 'hello' FROM generate_series(1, %(rows)s) i
+
+-- name: create_lifecycle_tables
+-- The lifecycle floor: tables shaped like fairlane.messages and fairlane.message_events (same columns,
+-- defaults and indexes; no triggers), claimed FIFO from one queue with the same status changes and events.
+CREATE TABLE IF NOT EXISTS public.bench_lifecycle
+    (LIKE fairlane.messages INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES) WITH (fillfactor = 90);
+CREATE TABLE IF NOT EXISTS public.bench_lifecycle_events
+    (LIKE fairlane.message_events INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)
+
+-- name: lifecycle_depth
+-- Rows queued in the lifecycle floor.
+SELECT count(*) FROM public.bench_lifecycle WHERE queue_id = 1 AND status = 'queued'
+
+-- name: lifecycle_fill
+-- Add %(rows)s queued rows to the lifecycle floor: nine in ten for tenant 0, the rest over 999 tenants.
+INSERT INTO public.bench_lifecycle (tenant_id, queue_id, status, recipient, body, segments, encoding, expires_at)
+SELECT CASE WHEN i %% 10 = 0 THEN i %% 999 + 1 ELSE 0 END, 1, 'queued', '+1555' || lpad(i::text, 7, '0'),
+       'hello ' || i, 1, 'GSM-7', now() + interval '10 hours'
+FROM generate_series(1, %(rows)s) i
+
+-- name: lifecycle_claim
+-- FIFO claim of a batch with the lifecycle's writes: status sending with a lease, one event each (asyncpg).
+WITH picked AS (
+    SELECT id FROM public.bench_lifecycle WHERE queue_id = 1 AND status = 'queued'
+    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE public.bench_lifecycle m
+    SET status = 'sending', claim_id = 1, lease_until = now() + interval '60 seconds', updated_at = now()
+    FROM picked p WHERE m.id = p.id
+    RETURNING m.id, m.tenant_id
+),
+events AS (
+    INSERT INTO public.bench_lifecycle_events (message_id, tenant_id, status)
+    SELECT c.id, c.tenant_id, 'sending' FROM claimed c
+)
+SELECT id FROM claimed
+
+-- name: lifecycle_complete
+-- Complete a batch of the lifecycle floor as sent: status, attempts, one event each (asyncpg).
+WITH sent AS (
+    UPDATE public.bench_lifecycle m
+    SET status = 'sent', attempts = m.attempts + 1, claim_id = NULL, lease_until = NULL, updated_at = now()
+    WHERE m.id = ANY ($1::bigint[]) AND m.status = 'sending'
+    RETURNING m.id, m.tenant_id
+),
+events AS (
+    INSERT INTO public.bench_lifecycle_events (message_id, tenant_id, status)
+    SELECT s.id, s.tenant_id, 'sent' FROM sent s
+)
+SELECT count(*) FROM sent
