@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from db import configuration, queries
 from db.configuration import Allocation, Configuration, Destination, Gateway, Route, Sender, Tenant, TenantSet
@@ -200,7 +201,12 @@ def dashboard(connection: Connection) -> Entity:
     return {"at": loads[0]["at"], "destinations": destinations}
 
 
-def run(dsn: str, work: Callable[[Connection], Any]) -> Any:
-    """Run one admin operation on its own connection (the API calls this in a worker thread)."""
-    with psycopg.connect(dsn, autocommit=True) as connection, translate():
+def open_pool(dsn: str) -> ConnectionPool:
+    """The admin side's connections (autocommit; each operation opens its own transactions)."""
+    return ConnectionPool(dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True)
+
+
+def run(pool: ConnectionPool, work: Callable[[Connection], Any]) -> Any:
+    """Run one admin operation on a pooled connection (the API calls this in a worker thread)."""
+    with pool.connection() as connection, translate():
         return work(connection)

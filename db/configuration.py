@@ -163,7 +163,7 @@ class Reader:
             if required:
                 raise ConfigError(f"{self._name(key)} is required", self._name(key))
             return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e15:
             raise ConfigError(f"{self._name(key)} must be a number above 0, got {value!r}", self._name(key))
         return Decimal(str(value))
 

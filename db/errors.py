@@ -23,6 +23,8 @@ FAIRLANE_SQLSTATES = {
     "FL422": "idempotency_mismatch",
     "FL429": "queue_overflow",
 }
+# the database could not be reached or the connection broke: the request may be retried later
+UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 
 # Constraint name -> (field, message) for configuration written directly to the tables.

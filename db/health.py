@@ -8,7 +8,11 @@ from db import queries
 
 
 async def revision(connection: asyncpg.Connection) -> str | None:
-    value = await connection.fetchval(queries.load("health")["revision"])
+    """The schema's Alembic revision; None when the database was never migrated."""
+    try:
+        value = await connection.fetchval(queries.load("health")["revision"])
+    except asyncpg.UndefinedTableError:
+        return None
     return str(value) if value is not None else None
 
 

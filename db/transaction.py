@@ -1,5 +1,5 @@
-"""The one retry helper around SQL: serialization failures, deadlocks, lock timeouts and lost connections
-are retried with bounded, jittered exponential backoff; anything else is raised at once."""
+"""The one retry helper around SQL: serialization failures, deadlocks and lock timeouts are retried with
+bounded, jittered exponential backoff; anything else (a lost connection included) is raised at once."""
 
 import asyncio
 import logging
@@ -11,14 +11,8 @@ import asyncpg
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-RETRYABLE = (
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.LockNotAvailableError,
-    asyncpg.InterfaceError,
-    asyncpg.ConnectionDoesNotExistError,
-    OSError,
-)
+# never a lost connection: the transaction may have committed before the answer was lost
+RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError)
 
 
 async def with_retries(

@@ -14,7 +14,7 @@ from service import requests
 from service.api_json import dumps
 from service.auth import KEYS, require_admin
 from service.requests import invalid
-from service.state import SETTINGS
+from service.state import ADMIN_POOL
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -24,7 +24,7 @@ async def _run(request: web.Request, work: Callable[[admin.Connection], Any]) ->
     for name, value in request.match_info.items():
         if not configuration.is_plain_text(value) or len(value) > 200:
             raise invalid(name, None, f"{name} must be at most 200 characters, without NUL or lone surrogates")
-    return await asyncio.to_thread(admin.run, request.app[SETTINGS].dsn, work)
+    return await asyncio.to_thread(admin.run, request.app[ADMIN_POOL], work)
 
 
 async def _body(request: web.Request, name_field: str, name: str) -> configuration.Reader:
@@ -170,6 +170,8 @@ async def delete_allocation(request: web.Request) -> web.Response:
 async def put_routes(request: web.Request) -> web.Response:
     require_admin(request)
     body = await requests.json_object(request)
+    if "routes" not in body:
+        raise invalid("routes", None, "routes is required: the whole routing table (an empty list removes it)")
     reader = configuration.read(body)
     values = tuple(configuration.route_from(r) for r in reader.tables("routes"))
     reader.done()
@@ -182,7 +184,7 @@ async def get_routes(request: web.Request) -> web.Response:
 
 async def get_queues(request: web.Request) -> web.Response:
     requests.only(request.query, ("destination",))
-    destination = request.query.get("destination")
+    destination = requests.query_text(request, "destination")
     return _json({"queues": await _run(request, lambda c: admin.queue_scores(c, destination))})
 
 

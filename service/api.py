@@ -7,23 +7,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import asyncpg
 from aiohttp import web
 
-from db import health, migrate, pool
+from db import admin, health, migrate, pool
 from db.configuration import ConfigError
-from db.errors import FairlaneError, translate
+from db.errors import UNAVAILABLE, FairlaneError, translate
 from service import admin_routes, dashboard, openapi, receipt_routes, tenant_routes
 from service.api_json import HTTP_STATUS, dumps, error_json
-from service.auth import KEYS, LIMITER, KeyCache, RateLimiter
+from service.auth import KEYS, LIMITER, KeyCache, RateLimiter, require_admin
 from service.metrics import ApiMetrics
-from service.state import METRICS, POOL, SETTINGS, SUBMITTER, ApiSettings
+from service.state import ADMIN_POOL, METRICS, POOL, SETTINGS, SUBMITTER, ApiSettings
 from service.submitter import Submitter
 
 logger = logging.getLogger(__name__)
-
-
-UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+HEAD_REVISION = web.AppKey("head_revision", str)
 
 
 def error_response(error: FairlaneError) -> web.Response:
@@ -77,7 +74,10 @@ async def errors(
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return error_response(http_error(error))
+        response = error_response(http_error(error))
+        if "Allow" in error.headers:
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
     except UNAVAILABLE as error:
         logger.warning("database unavailable", extra={"path": request.path, "error": type(error).__name__})
         return error_response(FairlaneError("unavailable", "the database is unavailable; retry", retryable=True))
@@ -92,15 +92,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when the database answers and its schema is at the migrations' head."""
-    async with request.app[POOL].acquire() as connection:
+    async with request.app[POOL].acquire(timeout=5) as connection:
         revision = await health.revision(connection)
-    head = migrate.head_revision()
+    head = request.app[HEAD_REVISION]
     if revision != head:
         raise FairlaneError("unavailable", f"the database is at revision {revision}, not {head}", retryable=True)
     return web.json_response({"status": "ready", "revision": revision})
 
 
 async def metrics(request: web.Request) -> web.Response:
+    require_admin(request)  # tenant names and rates are operators' business (Prometheus: a bearer token)
     body = await request.app[METRICS].render(request.app[POOL])
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
@@ -112,6 +113,7 @@ async def openapi_document(request: web.Request) -> web.Response:
 def create_app(settings: ApiSettings) -> web.Application:
     app = web.Application(middlewares=[measured, errors], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[HEAD_REVISION] = migrate.head_revision()
     app[METRICS] = ApiMetrics()
     app[LIMITER] = RateLimiter(settings.tenant_rate)
     app[KEYS] = KeyCache()
@@ -119,9 +121,11 @@ def create_app(settings: ApiSettings) -> web.Application:
     async def database(app: web.Application) -> AsyncIterator[None]:
         app[POOL] = await pool.create(settings.dsn, min_size=2, max_size=10)
         app[SUBMITTER] = Submitter(app[POOL])
+        app[ADMIN_POOL] = await asyncio.to_thread(admin.open_pool, settings.dsn)
         yield
         await app[SUBMITTER].close()
         await app[POOL].close()
+        await asyncio.to_thread(app[ADMIN_POOL].close)
 
     app.cleanup_ctx.append(database)
     app.router.add_get("/healthz", healthz)

@@ -8,6 +8,9 @@ from typing import Any
 from db.errors import FairlaneError
 from db.messages import Event
 
+# a message's statuses (SPEC §4), as the database's messages_status_check allows them
+STATUSES = ("scheduled", "queued", "sending", "sent", "delivered", "undelivered", "failed", "expired", "canceled")
+
 HTTP_STATUS = {
     "invalid_request": 400,
     "unauthorized": 401,
@@ -38,7 +41,7 @@ def _plain(value: object) -> object:
 
 def dumps(value: Any) -> str:
     """JSON text of a response body (numbers from NUMERIC columns as numbers, times as ISO-8601)."""
-    return json.dumps(value, default=_plain, ensure_ascii=False)
+    return json.dumps(value, default=_plain, ensure_ascii=False, allow_nan=False)
 
 
 def message_json(message: dict[str, Any]) -> dict[str, Any]:

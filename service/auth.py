@@ -94,5 +94,5 @@ def require_admin(request: web.Request) -> None:
     token = bearer(request)
     if not expected:
         raise FairlaneError("forbidden", "the admin API is disabled: set FAIRLANE_ADMIN_TOKEN")
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected.encode()):
         raise FairlaneError("forbidden", "the admin token is not valid")

@@ -14,7 +14,7 @@ from aiohttp import web
 from db import admin
 from service.api_json import dumps
 from service.auth import require_admin
-from service.state import SETTINGS
+from service.state import ADMIN_POOL
 
 PAGE = Path(__file__).resolve().parent / "static" / "dashboard.html"
 
@@ -42,7 +42,7 @@ def _headers(html: str) -> dict[str, str]:
 
 async def dashboard_data(request: web.Request) -> web.Response:
     require_admin(request)
-    reading = await asyncio.to_thread(admin.run, request.app[SETTINGS].dsn, admin.dashboard)
+    reading = await asyncio.to_thread(admin.run, request.app[ADMIN_POOL], admin.dashboard)
     return web.json_response(reading, dumps=dumps, headers={"Cache-Control": "no-store"})
 
 

@@ -3,6 +3,8 @@ every response, errors included. tests/integration/test_api_fuzz.py holds the AP
 
 from typing import Any
 
+from service.api_json import STATUSES
+
 Schema = dict[str, Any]
 
 
@@ -100,8 +102,8 @@ def _admin_resource(summary: str, params: list[str], body: Schema, entity: Schem
             ADMIN,
             body,
         ),
-        "get": _operation(f"Read {summary}", _responses({200: entity}, 401, 403, 404), ADMIN),
-        "delete": _operation(f"Delete {summary}", _responses({204: None}, 401, 403, 404, 409), ADMIN),
+        "get": _operation(f"Read {summary}", _responses({200: entity}, 400, 401, 403, 404), ADMIN),
+        "delete": _operation(f"Delete {summary}", _responses({204: None}, 400, 401, 403, 404, 409), ADMIN),
     }
 
 
@@ -120,19 +122,7 @@ SCHEMAS: dict[str, Schema] = {
     "Message": _object(
         {
             "id": {"type": "string"},
-            "status": {
-                "enum": [
-                    "scheduled",
-                    "queued",
-                    "sending",
-                    "sent",
-                    "delivered",
-                    "undelivered",
-                    "failed",
-                    "expired",
-                    "canceled",
-                ]
-            },
+            "status": {"enum": list(STATUSES)},
             "to": {"type": "string"},
             "from": {"type": "string"},
             "destination": {"type": "string"},
@@ -189,7 +179,7 @@ SCHEMAS: dict[str, Schema] = {
     "Event": _object(
         {
             "id": {"type": "string"},
-            "status": {"type": "string"},
+            "status": {"enum": list(STATUSES)},
             "at": {"type": "string"},
             "detail": _nullable("object"),
         },
@@ -362,7 +352,7 @@ PATHS: dict[str, Any] = {
         "post": {
             **_operation(
                 "Send a message",
-                _responses({202: _ref("Message")}, 400, 401, 404, 413, 415, 422, 429),
+                _responses({202: _ref("Message")}, 400, 401, 404, 409, 413, 415, 422, 429),
                 TENANT,
                 _ref("MessageRequest"),
             ),
@@ -416,6 +406,7 @@ PATHS: dict[str, Any] = {
                 },
                 400,
                 401,
+                409,
                 413,
                 415,
                 429,
@@ -599,14 +590,15 @@ PATHS: dict[str, Any] = {
     },
     "/metrics": {
         "get": _operation(
-            "Prometheus metrics",
+            "Prometheus metrics (admin token)",
             {
                 "200": {
                     "description": "text exposition format",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                **_responses({}, 401, 403),
             },
-            [],
+            ADMIN,
         )
     },
     "/dashboard": {

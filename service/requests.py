@@ -21,6 +21,10 @@ def invalid(field: str | None, value: object, message: str) -> FairlaneError:
     return FairlaneError("invalid_request", message, field=field, value=shown[:100] if shown else shown)
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object (415 unless it is declared JSON, 400 unless it is a JSON object)."""
     if request.content_type != "application/json":
@@ -29,11 +33,13 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         )
     raw = await request.read()  # 413 beyond the app's client_max_size
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise invalid(None, None, "the body is not valid UTF-8") from None
     except ValueError as error:
         raise invalid(None, None, f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise invalid(None, None, "the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise invalid(None, None, f"the body must be a JSON object, got {type(body).__name__}")
     return body
@@ -111,6 +117,13 @@ def batch(body: Mapping[str, Any]) -> list[Any]:
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise invalid("messages", None, f"messages must be an array of 1 to {MAX_BATCH} message objects")
     return items
+
+
+def query_text(request: web.Request, key: str, limit: int = 200) -> str | None:
+    raw = request.query.get(key)
+    if raw is not None and (not is_plain_text(raw) or len(raw) > limit):
+        raise invalid(key, None, f"{key} must be at most {limit} characters, without NUL or lone surrogates")
+    return raw
 
 
 def query_integer(request: web.Request, key: str, default: int, minimum: int, maximum: int) -> int:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiohttp import web
+from psycopg_pool import ConnectionPool
 
 from service.metrics import ApiMetrics
 from service.submitter import Submitter
@@ -16,10 +17,12 @@ class ApiSettings:
     """FAIRLANE_ADMIN_TOKEN: the bearer token of /v1/admin (admin endpoints are refused without one)."""
     tenant_rate: float = 1000.0
     """FAIRLANE_TENANT_RATE: requests per second per tenant and API process (0: unlimited)."""
-    max_body_bytes: int = 4 << 20
+    max_body_bytes: int = 16 << 20
+    """Room for a batch of 1,000 messages of 1,600 characters with every character \\u-escaped."""
 
 
 SETTINGS = web.AppKey("settings", ApiSettings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 SUBMITTER = web.AppKey("submitter", Submitter)
+ADMIN_POOL = web.AppKey("admin_pool", ConnectionPool)
 METRICS = web.AppKey("metrics", ApiMetrics)

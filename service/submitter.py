@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from db import messages
+from db.errors import UNAVAILABLE, FairlaneError
 from db.messages import Submitted
 from db.transaction import with_retries
 
@@ -20,15 +21,24 @@ Pending = tuple[Sequence[dict[str, Any]], "asyncio.Future[list[Submitted]]"]
 
 
 class Submitter:
-    def __init__(self, pool: asyncpg.Pool, *, max_items: int = 1000, max_calls: int = 2) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, max_items: int = 1000, max_calls: int = 2, max_pending: int = 20_000
+    ) -> None:
         self._pool = pool
+        self._max_pending = max_pending
         self._max_items = max_items
         self._max_calls = max_calls
         self._pending: deque[Pending] = deque()
         self._calls: set[asyncio.Task[None]] = set()
 
     async def submit(self, submissions: Sequence[dict[str, Any]]) -> list[Submitted]:
-        """Submit messages; returns one result per submission, in order."""
+        """Submit messages; returns one result per submission, in order. Raises FairlaneError
+        `unavailable` when more than `max_pending` submissions are already waiting (the database is
+        behind: clients should back off)."""
+        if sum(len(items) for items, _ in self._pending) + len(submissions) > self._max_pending:
+            raise FairlaneError(
+                "unavailable", "too many submissions are waiting for the database; retry shortly", retryable=True
+            )
         future: asyncio.Future[list[Submitted]] = asyncio.get_running_loop().create_future()
         self._pending.append((submissions, future))
         self._start_calls()
@@ -56,16 +66,36 @@ class Submitter:
     async def _call(self, group: list[Pending]) -> None:
         everything = [submission for submissions, _ in group for submission in submissions]
         try:
-            results = await with_retries(
-                self._pool, lambda connection: messages.submit(connection, everything), one_statement=True
-            )
-        except Exception as error:  # every waiting request learns of it (the middleware answers for it)
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(error)
+            results = await self._write(everything)
+        except Exception as error:
+            if len(group) == 1 or isinstance(error, UNAVAILABLE):
+                for _, future in group:
+                    _fail(future, error)
+                return
+            # one request's submissions broke the call: each request again on its own, so the error
+            # reaches only the request that caused it
+            for submissions, future in group:
+                try:
+                    _answer(future, await self._write(submissions))
+                except Exception as own_error:
+                    _fail(future, own_error)
             return
         start = 0
         for submissions, future in group:
-            if not future.done():  # a request whose client went away is simply not answered
-                future.set_result(results[start : start + len(submissions)])
+            _answer(future, results[start : start + len(submissions)])
             start += len(submissions)
+
+    async def _write(self, submissions: Sequence[dict[str, Any]]) -> list[Submitted]:
+        return await with_retries(
+            self._pool, lambda connection: messages.submit(connection, submissions), one_statement=True
+        )
+
+
+def _answer(future: "asyncio.Future[list[Submitted]]", results: list[Submitted]) -> None:
+    if not future.done():  # a request whose client went away is simply not answered
+        future.set_result(results)
+
+
+def _fail(future: "asyncio.Future[list[Submitted]]", error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -7,17 +7,17 @@ from typing import Any
 from aiohttp import web
 
 from db import messages
+from db.configuration import is_plain_text
 from db.errors import FairlaneError
 from db.messages import Submitted
 from service import requests
-from service.api_json import HTTP_STATUS, error_json, event_json, message_json
+from service.api_json import HTTP_STATUS, STATUSES, error_json, event_json, message_json
 from service.auth import tenant_of
 from service.requests import invalid
 from service.state import METRICS, POOL, SUBMITTER
 
 # the database names submission fields as in fairlane.outbox; the API as in its JSON body
 HTTP_FIELDS = {"recipient": "to", "sender": "from"}
-STATUSES = ("scheduled", "queued", "sending", "sent", "delivered", "undelivered", "failed", "expired", "canceled")
 
 
 def _http_error(error: FairlaneError, path: str = "") -> FairlaneError:
@@ -37,8 +37,8 @@ async def send(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     body = await requests.json_object(request)
     key = request.headers.get("Idempotency-Key")
-    if key is not None and (not key or len(key) > 255):
-        raise invalid("Idempotency-Key", key, "the Idempotency-Key header must have 1 to 255 characters")
+    if key is not None and (not key or len(key) > 255 or not key.isprintable() or not is_plain_text(key)):
+        raise invalid("Idempotency-Key", None, "the Idempotency-Key header must have 1 to 255 printable characters")
     try:
         submission = requests.submission(tenant.name, body, key)
     except FairlaneError as error:
@@ -55,6 +55,10 @@ async def send(request: web.Request) -> web.Response:
 
 async def send_batch(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
+    if "Idempotency-Key" in request.headers:
+        raise invalid(
+            "Idempotency-Key", None, "a batch takes an idempotency_key per message, not an Idempotency-Key header"
+        )
     items = requests.batch(await requests.json_object(request))
     results: list[dict[str, Any] | None] = [None] * len(items)
     valid: list[tuple[int, dict[str, Any]]] = []
@@ -108,13 +112,13 @@ async def get_message(request: web.Request) -> web.Response:
 async def list_messages(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     requests.only(request.query, ("status", "destination", "page_size", "page_token"))
-    status = request.query.get("status")
+    status = requests.query_text(request, "status")
     if status is not None and status not in STATUSES:
         raise invalid("status", status, f"status must be one of {', '.join(STATUSES)}")
-    destination = request.query.get("destination")
+    destination = requests.query_text(request, "destination")
     page_size = requests.query_integer(request, "page_size", 50, 1, 500)
     before = 2**63 - 1
-    token = request.query.get("page_token")
+    token = requests.query_text(request, "page_token")
     if token is not None:
         parsed = requests.identifier(token)
         if parsed is None:

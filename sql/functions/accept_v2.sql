@@ -194,16 +194,18 @@ BEGIN
                AND k.created_at > now() - interval '24 hours'
         ),
         first_uses AS (
-            -- a key repeated inside the statement replays (or mismatches) its first row
+            -- a key repeated inside the statement replays (or mismatches) its first valid row
             SELECT DISTINCT ON (c.tenant_id, c.idempotency_key)
                    c.tenant_id, c.idempotency_key, c.ordinal, c.request_hash
             FROM checked c
-            WHERE c.idempotency_key IS NOT NULL
+            WHERE c.idempotency_key IS NOT NULL AND (c.error).code IS NULL AND c.original_id IS NULL
             ORDER BY c.tenant_id, c.idempotency_key, c.ordinal
         )
         SELECT ROW(
             c.ordinal,
-            coalesce(c.original_id, ids[coalesce(f.ordinal, c.ordinal)]),
+            -- a row that breaks a rule keeps its own (unused) id, so no later row can share its fate
+            coalesce(c.original_id, ids[CASE WHEN (c.error).code IS NULL THEN coalesce(f.ordinal, c.ordinal)
+                                             ELSE c.ordinal END]),
             c.original_id IS NOT NULL OR coalesce(f.ordinal < c.ordinal, false),
             c.tenant_id, c.sender_id, c.destination_id, c.recipient, c.body,
             fairlane.segment_count_v1(fairlane.encoded_length_v1(c.body, c.gsm7), c.gsm7),
@@ -212,8 +214,14 @@ BEGIN
             greatest(c.send_at, now()) + make_interval(secs => c.validity_seconds),
             c.validity_seconds, c.status_callback, c.idempotency_key, c.request_hash,
             CASE
+                -- a replay returns the original message, whatever today's rules say of the request
+                WHEN c.original_hash = c.request_hash THEN NULL
+                WHEN c.original_hash <> c.request_hash THEN
+                    ROW('idempotency_mismatch', 'idempotency_key', c.idempotency_key,
+                        format('idempotency key %s was used with a different request in the last 24 hours',
+                               quote_literal(c.idempotency_key)), NULL)::fairlane.row_error_v2
                 WHEN (c.error).code IS NOT NULL THEN c.error
-                WHEN c.original_hash <> c.request_hash OR f.request_hash <> c.request_hash THEN
+                WHEN f.request_hash <> c.request_hash THEN
                     ROW('idempotency_mismatch', 'idempotency_key', c.idempotency_key,
                         format('idempotency key %s was used with a different request in the last 24 hours',
                                quote_literal(c.idempotency_key)), NULL)::fairlane.row_error_v2

@@ -143,3 +143,14 @@ async def test_admin_token(api, conn, dsn):
     assert response.status == 403
     response = await api.client.put("/v1/admin/tenant-sets/x", data="{", headers={**api.admin, **JSON})
     assert response.status == 400
+
+
+async def test_routes_put_needs_the_table_and_numbers_must_be_finite(api):
+    response = await api.client.put("/v1/admin/routes", json={}, headers=api.admin)
+    assert response.status == 400 and (await response.json())["error"]["details"]["field"] == "routes"
+    assert len((await (await api.client.get("/v1/admin/routes", headers=api.admin)).json())["routes"]) == 5
+    for raw in (b'{"weight": NaN}', b'{"weight": Infinity}', b'{"weight": 1e300}'):
+        response = await api.client.put("/v1/admin/tenant-sets/x", data=raw, headers={**api.admin, **JSON})
+        assert response.status == 400, raw
+    response = await api.client.get("/v1/admin/tenants/x", headers={"Authorization": "Bearer t\xff\xfe"})
+    assert response.status == 403

@@ -55,9 +55,10 @@ def _call(base, method, path, token, body=None):
         return error.code, json.loads(error.read())
 
 
-def _metrics(url):
+def _metrics(url, token=None):
     """Prometheus text as {series: value}."""
-    with urllib.request.urlopen(url, timeout=30) as response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
         lines = response.read().decode().splitlines()
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if not line.startswith("#")}
 
@@ -116,7 +117,7 @@ def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, st
         assert dispatched['fairlane_gateway_outcomes_total{gateway="carrier",outcome="sent"}'] == 1
         assert dispatched['fairlane_gateway_seconds_count{gateway="carrier"}'] == 1
         assert dispatched['fairlane_queue_wait_seconds_count{destination="US"}'] == 1
-        accepted = _metrics(f"{base}/metrics")
+        accepted = _metrics(f"{base}/metrics", ADMIN_TOKEN)
         assert accepted['fairlane_messages_accepted_total{destination="US",tenant="pied-piper"}'] == 1
         assert accepted['fairlane_destination{destination="US",measure="quota_rate"}'] == 50
 

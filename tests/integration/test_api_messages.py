@@ -95,7 +95,7 @@ async def test_bad_messages_get_precise_errors(api, body, status, code, field):
         (b'{"to": "\xff\xfe", "body": "x"}', JSON, 400, "invalid_request"),
         (b'{"to": "\\ud800", "body": "x"}', JSON, 400, "invalid_request"),
         (b'{"to": "+15551234567", "body": "hi"}', {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
-        (b'{"body": "' + b"x" * (5 << 20) + b'"}', JSON, 413, "payload_too_large"),
+        (b'{"body": "' + b"x" * (17 << 20) + b'"}', JSON, 413, "payload_too_large"),
     ],
 )
 async def test_malformed_bodies_get_4xx(api, data, headers, status, code):
@@ -323,3 +323,69 @@ async def test_queues_show_depth_portion_and_drain(api):
     assert queue["queued_segments"] == 30
     assert queue["projected_drain_seconds"] == pytest.approx(0.3)
     assert queue["admission"] == "open"
+
+
+async def test_a_replay_returns_the_original_even_when_the_rules_would_now_refuse_it(api, conn):
+    first = await api.send("acme", {"to": "+15551234567", "body": "once"}, **{"Idempotency-Key": "k-replay"})
+    original = await first.json()
+    conn.execute("DELETE FROM fairlane.routes")  # the route that resolved it is gone
+    again = await api.send("acme", {"to": "+15551234567", "body": "once"}, **{"Idempotency-Key": "k-replay"})
+    assert again.status == 202 and (await again.json())["id"] == original["id"]
+    without_key = await api.send("acme", {"to": "+15551234567", "body": "once"})
+    assert without_key.status == 404  # the same request, new: no route now
+
+
+async def test_a_refused_first_use_of_a_key_does_not_poison_a_valid_later_row(api):
+    items = [
+        {"to": "+1555", "body": "bad", "idempotency_key": "z"},
+        {"to": "+15551234567", "body": "good", "idempotency_key": "z"},
+        {"to": "+15551234567", "body": "good", "idempotency_key": "z"},
+    ]
+    result = await (
+        await api.client.post("/v1/messages/batch", json={"messages": items}, headers=api.tenant("acme"))
+    ).json()
+    assert [item["status"] for item in result["results"]] == [400, 202, 202]
+    assert result["results"][2]["replayed"] is True
+    assert result["results"][1]["message"]["id"] == result["results"][2]["message"]["id"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (b'{"to": "+15551234567", "body": "x", "validity_seconds": NaN}', None),
+        (b'{"to": "+15551234567", "body": "x", "validity_seconds": Infinity}', None),
+        (b"[" * 100_000 + b"]" * 100_000, None),
+    ],
+)
+async def test_non_standard_json_is_400(api, data, field):
+    response = await api.client.post("/v1/messages", data=data, headers={**api.tenant("acme"), **JSON})
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "invalid_request"
+
+
+async def test_bad_headers_and_query_parameters_are_400(api):
+    body = {"to": "+15551234567", "body": "x"}
+    for key in ("a\tb", "k\xa0x"):
+        response = await api.send("acme", body, **{"Idempotency-Key": key})
+        assert response.status == 400
+        assert (await response.json())["error"]["details"]["field"] == "Idempotency-Key"
+    response = await api.client.post(
+        "/v1/messages/batch", json={"messages": [body]}, headers={**api.tenant("acme"), "Idempotency-Key": "b"}
+    )
+    assert response.status == 400
+    response = await api.client.get("/v1/messages", params={"destination": "US\x00"}, headers=api.tenant("acme"))
+    assert response.status == 400 and (await response.json())["error"]["details"]["field"] == "destination"
+
+
+async def test_health_readiness_and_metrics(api):
+    assert (await api.client.get("/healthz")).status == 200
+    ready = await api.client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["status"] == "ready"
+    assert (await api.client.get("/metrics")).status == 401
+    assert (await api.client.get("/metrics", headers=api.tenant("acme"))).status == 403
+    await api.send("acme", {"to": "+15551234567", "body": "x"})
+    await api.send("acme", {"to": "+1555", "body": "x"})
+    text = await (await api.client.get("/metrics", headers=api.admin)).text()
+    assert 'fairlane_messages_accepted_total{destination="US-SC",tenant="acme"} 1.0' in text
+    assert 'fairlane_messages_rejected_total{code="invalid_request",tenant="acme"} 1.0' in text
+    assert 'fairlane_queue_depth{destination="US-SC",tenant="acme"} 1.0' in text
