@@ -87,8 +87,10 @@ async def promote(connection: asyncpg.Connection) -> int:
     return int(await connection.fetchval(_Q["promote"]))
 
 
-async def prune_idempotency_keys(connection: asyncpg.Connection) -> None:
+async def prune(connection: asyncpg.Connection) -> None:
+    """Forget idempotency keys and finished status callbacks older than a day."""
     await connection.execute(_Q["prune_idempotency_keys"])
+    await connection.execute(_Q["prune_callbacks"])
 
 
 async def try_lead(connection: asyncpg.Connection) -> bool:

@@ -214,7 +214,7 @@ class Dispatcher:
 
     async def _maintain(self) -> None:
         """Every second: keep the LISTEN connection up; on the leader, rescue leases, promote scheduled
-        messages and (every minute) prune idempotency keys."""
+        messages and (every minute) prune idempotency keys and finished callbacks."""
         connection: asyncpg.Connection | None = None
         listener: asyncpg.Connection | None = None
         leader = False
@@ -238,7 +238,7 @@ class Dispatcher:
                         if rescued or promoted:
                             logger.info("maintenance", extra={"rescued": rescued, "promoted": promoted})
                         if ticks % 60 == 0:
-                            await dispatch.prune_idempotency_keys(connection)
+                            await dispatch.prune(connection)
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
                     logger.warning("maintenance failed", extra={"error": str(error)})
                     connection = None

@@ -52,8 +52,11 @@ def prepare(options: RunOptions) -> tuple[list[Child], list[str]]:
     env = {**options.env, "DATABASE_URL": options.dsn, "FAIRLANE_ADMIN_TOKEN": admin_token}
     api_url = f"http://{options.host}:{options.port}"
     children = [Child("api", _fairlane("api", "--host", options.host, "--port", str(options.port)), env)]
+    # each dispatcher serves its Prometheus metrics on the next ports after the API's
+    metrics_ports = [options.port + 1 + i for i in range(options.workers)]
     children += [
-        Child(f"dispatcher-{i + 1}", _fairlane("dispatch", "--workers", "1"), env) for i in range(options.workers)
+        Child(f"dispatcher-{i + 1}", _fairlane("dispatch", "--workers", "1", "--metrics-port", str(port)), env)
+        for i, port in enumerate(metrics_ports)
     ]
     children.append(Child("callbacks", _fairlane("callbacks"), env))
     simulators = []
@@ -75,6 +78,8 @@ def prepare(options: RunOptions) -> tuple[list[Child], list[str]]:
         f"API:        {api_url}   (OpenAPI: {api_url}/openapi.json)",
         f"dashboard:  {api_url}/dashboard#token={admin_token}",
         f"admin token: {admin_token}",
+        f"metrics:    {api_url}/metrics (admin token); dispatchers: "
+        + ", ".join(f"http://127.0.0.1:{port}/metrics" for port in metrics_ports),
     ]
     if demo_key is not None:
         lines += [

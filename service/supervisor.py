@@ -81,16 +81,18 @@ class Supervisor:
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace_seconds
-        codes = []
+        # a child still starting (no handler yet) dies of the signal itself: that is a clean stop too
+        clean = (0, -signal.SIGTERM, -signal.SIGINT)
+        failures = []
         for child in running:
             assert child.process is not None
             try:
-                codes.append(child.process.wait(timeout=max(deadline - time.monotonic(), 0.1)))
+                code = child.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 logger.error("child killed after the grace period", extra={"child": child.name})
                 child.process.kill()
-                codes.append(child.process.wait())
-        # a child still starting (no handler yet) dies of the signal itself: that is a clean stop too
-        clean = (0, -signal.SIGTERM, -signal.SIGINT)
-        failures = [128 - code if code < 0 else code for code in codes if code not in clean]
+                code = child.process.wait()
+            if code not in clean:
+                logger.error("child failed to stop cleanly", extra={"child": child.name, "code": code})
+                failures.append(128 - code if code < 0 else code)
         return failures[0] if failures else 0

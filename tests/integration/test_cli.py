@@ -87,7 +87,8 @@ def _run_session(run, tmp_path, port):
     run.wait_for_line("child restarted", timeout=30)
 
     run.signal(signal.SIGINT)
-    assert run.wait(timeout=90) == 0
+    status = run.wait(timeout=90)
+    assert status == 0, "".join(run.seen[-10:]) + "".join(_drain(run))
     assert "fairlane stopped" in "".join(run.seen) + "".join(_drain(run))
     assert not embedded.is_running(tmp_path / ".fairlane" / "pgdata")
     with pytest.raises(OSError):
