@@ -45,6 +45,8 @@ class Gateway:
     url: str
     timeout_seconds: Decimal = Decimal(10)
     max_in_flight: int = 100
+    receipts_token: str | None = None
+    """When set, delivery receipts must carry `Authorization: Bearer <receipts_token>`."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ def gateway_from(r: Reader) -> Gateway:
         r.text("url", required=True),
         r.number("timeout_seconds", Decimal(10)),
         r.integer("max_in_flight", 100),
+        r.text("receipts_token"),
     )
     r.done()
     return result
@@ -343,6 +346,7 @@ def apply(connection: psycopg.Connection[Any], configuration: Configuration) -> 
                     "url": gateway.url,
                     "timeout_seconds": gateway.timeout_seconds,
                     "max_in_flight": gateway.max_in_flight,
+                    "receipts_token": gateway.receipts_token,
                 },
             )
         for destination in configuration.destinations:

@@ -109,6 +109,12 @@ async def receipt(
         return str(await connection.fetchval(_Q["receipt"], gateway, provider_id, message_id, status, error_code))
 
 
+async def receipts_token(connection: asyncpg.Connection, gateway: str) -> tuple[bool, str | None]:
+    """Whether the gateway exists, and the token its receipts must carry (None: no token)."""
+    row = await connection.fetchrow(_Q["receipts_token"], gateway)
+    return (True, row["receipts_token"]) if row else (False, None)
+
+
 async def ready(connection: asyncpg.Connection, destination_id: int) -> bool:
     return bool(await connection.fetchval(_Q["ready"], destination_id))
 

@@ -40,6 +40,7 @@ CONSTRAINTS = {
     ),
     "routes_prefix_check": ("prefix", "route prefixes are '+' followed by up to 15 digits"),
     "gateways_url_check": ("url", "gateway URLs look like http://host:port/path"),
+    "gateways_receipts_token_check": ("receipts_token", "receipts tokens have 16 to 256 characters"),
     "tenants_status_callback_check": ("status_callback", "status_callback must be an http(s) URL"),
 }
 

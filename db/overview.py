@@ -13,6 +13,7 @@ class Gateway:
     name: str
     kind: str
     url: str
+    receipts_token: str | None
 
 
 def gateways(connection: psycopg.Connection[Any]) -> list[Gateway]:

@@ -105,6 +105,7 @@ gateways = Table(
     Column("timeout_seconds", Numeric, nullable=False, server_default=text("10")),
     Column("max_in_flight", Integer, nullable=False, server_default=text("100")),
     _created_at(),
+    Column("receipts_token", Text),
 )
 
 destinations = Table(

@@ -89,10 +89,15 @@ async def tenant_of(request: web.Request) -> Tenant:
     return tenant
 
 
+def tokens_match(given: str, expected: str) -> bool:
+    """Constant-time comparison of a presented secret (any bytes a client sent) with the expected one."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
 def require_admin(request: web.Request) -> None:
     expected = request.app[SETTINGS].admin_token
     token = bearer(request)
     if not expected:
         raise FairlaneError("forbidden", "the admin API is disabled: set FAIRLANE_ADMIN_TOKEN")
-    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected.encode()):
+    if not tokens_match(token, expected):
         raise FairlaneError("forbidden", "the admin token is not valid")

@@ -169,6 +169,8 @@ def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.receipts_url is not None:
             data["receipts_url"] = args.receipts_url
+        if args.receipts_token is not None:
+            data["receipts_token"] = args.receipts_token
         config = simulator.SimulatorConfig.from_dict(data)
     except (TypeError, ValueError) as error:
         raise configuration.ConfigError(str(error)) from error
@@ -283,6 +285,7 @@ def parser() -> argparse.ArgumentParser:
     simulator_command.add_argument("--host", default="127.0.0.1")
     simulator_command.add_argument("--config", type=Path)
     simulator_command.add_argument("--receipts-url", help="where delivery receipts go (overrides the config's)")
+    simulator_command.add_argument("--receipts-token", help="bearer token for the receipts (overrides the config's)")
     simulator_command.set_defaults(handler=cmd_simulator)
 
     callbacks_command = commands.add_parser("callbacks", help="the status callback sender (reads DATABASE_URL)")

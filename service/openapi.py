@@ -247,8 +247,9 @@ SCHEMAS: dict[str, Schema] = {
             "url": {"type": "string"},
             "timeout_seconds": {"type": "number"},
             "max_in_flight": {"type": "integer"},
+            "receipts_token": _nullable("string"),
         },
-        ("name", "kind", "url", "timeout_seconds", "max_in_flight"),
+        ("name", "kind", "url", "timeout_seconds", "max_in_flight", "receipts_token"),
     ),
     "Allocation": _object(
         {
@@ -491,6 +492,12 @@ PATHS: dict[str, Any] = {
                 "url": {"type": "string"},
                 "timeout_seconds": POSITIVE,
                 "max_in_flight": {"type": "integer", "minimum": 1},
+                "receipts_token": {
+                    "type": "string",
+                    "minLength": 16,
+                    "maxLength": 256,
+                    "description": "when set, receipts must carry Authorization: Bearer <receipts_token>",
+                },
             },
             ("kind", "url"),
         ),
@@ -558,9 +565,9 @@ PATHS: dict[str, Any] = {
     "/v1/gateways/{name}/receipts": {
         "parameters": [_path_parameter("name")],
         "post": _operation(
-            "A delivery receipt from a gateway",
-            _responses({200: _object({"status": {"type": "string"}}, ("status",))}, 400, 404, 409, 413, 415),
-            [],
+            "A delivery receipt from a gateway (with its receipts token, when it has one)",
+            _responses({200: _object({"status": {"type": "string"}}, ("status",))}, 400, 401, 403, 404, 409, 413, 415),
+            [{}, {"receipts": []}],
             _object(
                 {
                     "id": {"type": "string"},
@@ -625,6 +632,7 @@ DOCUMENT: dict[str, Any] = {
         "securitySchemes": {
             "tenant": {"type": "http", "scheme": "bearer", "description": "a tenant's API key"},
             "admin": {"type": "http", "scheme": "bearer", "description": "FAIRLANE_ADMIN_TOKEN"},
+            "receipts": {"type": "http", "scheme": "bearer", "description": "the gateway's receipts_token"},
         },
     },
 }

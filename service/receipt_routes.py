@@ -4,7 +4,9 @@ from aiohttp import web
 
 from db import dispatch
 from db.configuration import is_plain_text
+from db.errors import FairlaneError
 from service import requests
+from service.auth import bearer, tokens_match
 from service.requests import invalid
 from service.state import POOL
 
@@ -23,6 +25,11 @@ async def receipt(request: web.Request) -> web.Response:
     if not is_plain_text(name):
         raise invalid("name", None, "the gateway name must not contain NUL or lone surrogates")
     async with request.app[POOL].acquire() as connection:
+        found, token = await dispatch.receipts_token(connection, name)
+        if not found:
+            raise FairlaneError("not_found", f"unknown gateway {name[:64]!r}")
+        if token is not None and not tokens_match(bearer(request), token):
+            raise FairlaneError("forbidden", "the receipts token is not valid for this gateway")
         result = await dispatch.receipt(connection, name, provider_id, message_id, status, error_code)
     return web.json_response({"status": result})
 

@@ -64,13 +64,12 @@ def prepare(options: RunOptions) -> tuple[list[Child], list[str]]:
         url = urlsplit(gateway.url)
         if gateway.kind == "simulator" and url.hostname in LOOPBACK and url.port:
             receipts = f"{api_url}/v1/gateways/{gateway.name}/receipts"
-            children.append(
-                Child(
-                    f"simulator-{gateway.name}",
-                    _fairlane("simulator", "--host", url.hostname, "--port", str(url.port), "--receipts-url", receipts),
-                    env,
-                )
+            command = _fairlane(
+                "simulator", "--host", url.hostname, "--port", str(url.port), "--receipts-url", receipts
             )
+            if gateway.receipts_token:
+                command += ["--receipts-token", gateway.receipts_token]
+            children.append(Child(f"simulator-{gateway.name}", command, env))
             simulators.append(f"{url.scheme}://{url.netloc}/stats")
 
     lines += [

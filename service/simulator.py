@@ -15,6 +15,7 @@ Configuration (TOML, all optional):
     throttle_rate = 0.0            # random 429s besides the rate limit
     undelivered_rate = 0.0
     receipts_url = ""              # e.g. http://127.0.0.1:8080/v1/gateways/sim/receipts
+    receipts_token = ""            # sent as Authorization: Bearer, when the gateway requires one
     receipt_delay_ms = [50, 200]
     duplicate_receipt_rate = 0.0
     [destinations.US-SC]
@@ -44,6 +45,7 @@ class SimulatorConfig:
     throttle_rate: float = 0.0
     undelivered_rate: float = 0.0
     receipts_url: str = ""
+    receipts_token: str = ""
     receipt_delay_ms: tuple[float, float] = (50.0, 200.0)
     duplicate_receipt_rate: float = 0.0
     destinations: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -155,13 +157,15 @@ class Simulator:
         body = {"provider_id": provider_id, "status": status}
         if status == "undelivered":
             body["error_code"] = "30005"
+        token = self.config.receipts_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         low, high = self.config.receipt_delay_ms
         for _ in range(copies):
             await asyncio.sleep(self.random.uniform(low, high) / 1000.0)
             # like a carrier, retry a receipt the receiver did not take (up to about 10 s)
             for attempt in range(8):
                 try:
-                    async with self.session.post(self.config.receipts_url, json=body) as response:
+                    async with self.session.post(self.config.receipts_url, json=body, headers=headers) as response:
                         await response.read()
                         if response.status < 300:
                             break

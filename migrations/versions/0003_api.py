@@ -17,6 +17,9 @@ branch_labels = None
 depends_on = None
 
 SCHEMA = r"""
+-- A gateway may require its delivery receipts to carry a bearer token.
+ALTER TABLE fairlane.gateways ADD COLUMN receipts_token text
+    CONSTRAINT gateways_receipts_token_check CHECK (length(receipts_token) BETWEEN 16 AND 256);
 -- One row per status change to be POSTed to a status_callback URL; small rows, updated on each attempt.
 CREATE TABLE fairlane.callbacks (
     event_id bigint PRIMARY KEY,
@@ -81,5 +84,6 @@ def downgrade() -> None:
         DROP TYPE fairlane.submission_v1;
         DROP FUNCTION fairlane.queue_portions_v2(bigint[], bigint[]);
         DROP TABLE fairlane.callbacks;
+        ALTER TABLE fairlane.gateways DROP COLUMN receipts_token;
         """,
     )

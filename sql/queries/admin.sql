@@ -53,7 +53,7 @@ RETURNING s.id
 
 -- name: gateway
 -- One gateway.
-SELECT name, kind, url, timeout_seconds::float8 AS timeout_seconds, max_in_flight
+SELECT name, kind, url, timeout_seconds::float8 AS timeout_seconds, max_in_flight, receipts_token
 FROM fairlane.gateways WHERE name = %(name)s
 
 -- name: delete_gateway

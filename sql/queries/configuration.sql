@@ -14,14 +14,15 @@ UPDATE fairlane.tenant_sets SET weight = %(weight)s WHERE name = %(name)s
 
 -- name: gateway
 -- One gateway by name.
-SELECT kind, url, timeout_seconds, max_in_flight FROM fairlane.gateways WHERE name = %(name)s
+SELECT kind, url, timeout_seconds, max_in_flight, receipts_token FROM fairlane.gateways WHERE name = %(name)s
 
 -- name: upsert_gateway
 -- Create or change a gateway.
-INSERT INTO fairlane.gateways (name, kind, url, timeout_seconds, max_in_flight)
-VALUES (%(name)s, %(kind)s, %(url)s, %(timeout_seconds)s, %(max_in_flight)s)
+INSERT INTO fairlane.gateways (name, kind, url, timeout_seconds, max_in_flight, receipts_token)
+VALUES (%(name)s, %(kind)s, %(url)s, %(timeout_seconds)s, %(max_in_flight)s, %(receipts_token)s)
 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, url = excluded.url,
-    timeout_seconds = excluded.timeout_seconds, max_in_flight = excluded.max_in_flight
+    timeout_seconds = excluded.timeout_seconds, max_in_flight = excluded.max_in_flight,
+    receipts_token = excluded.receipts_token
 
 -- name: destination
 -- One destination by code, with its gateway's name.

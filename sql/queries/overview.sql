@@ -2,7 +2,7 @@
 
 -- name: gateways
 -- Every gateway.
-SELECT name, kind, url FROM fairlane.gateways ORDER BY name
+SELECT name, kind, url, receipts_token FROM fairlane.gateways ORDER BY name
 
 -- name: tenants
 -- Every tenant's name, the demo tenant first when there is one.

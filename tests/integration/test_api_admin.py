@@ -154,3 +154,21 @@ async def test_routes_put_needs_the_table_and_numbers_must_be_finite(api):
         assert response.status == 400, raw
     response = await api.client.get("/v1/admin/tenants/x", headers={"Authorization": "Bearer t\xff\xfe"})
     assert response.status == 403
+
+
+async def test_receipts_need_the_gateways_token_once_it_has_one(api):
+    receipt = {"id": "1", "status": "delivered"}
+    assert (await api.client.post("/v1/gateways/sim/receipts", json=receipt)).status == 404  # no token: open
+    assert (await api.client.post("/v1/gateways/nope/receipts", json=receipt)).status == 404
+    gateway = {"kind": "simulator", "url": "http://127.0.0.1:9/messages", "receipts_token": "r" * 32}
+    stored = await _put(api, "/v1/admin/gateways/sim", gateway, 200)
+    assert stored["receipts_token"] == "r" * 32
+    assert (await api.client.post("/v1/gateways/sim/receipts", json=receipt)).status == 401
+    wrong = {"Authorization": "Bearer " + "x" * 32}
+    assert (await api.client.post("/v1/gateways/sim/receipts", json=receipt, headers=wrong)).status == 403
+    right = {"Authorization": "Bearer " + "r" * 32}
+    response = await api.client.post("/v1/gateways/sim/receipts", json=receipt, headers=right)
+    assert response.status == 404 and (await response.json())["error"]["details"]["field"] == "id"
+    short = {**gateway, "receipts_token": "short"}
+    response = await api.client.put("/v1/admin/gateways/sim", json=short, headers=api.admin)
+    assert response.status == 400 and (await response.json())["error"]["details"]["field"] == "receipts_token"

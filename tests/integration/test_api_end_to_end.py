@@ -16,6 +16,9 @@ from tests.integration.api import ADMIN_TOKEN
 from tests.integration.processes import Process, Simulator, dispatcher, free_port, wait_until
 
 
+RECEIPTS_TOKEN = "receipts-token-of-the-carrier"
+
+
 class Receiver:
     """A status callback receiver on loopback that keeps every request's headers and body."""
 
@@ -72,7 +75,12 @@ def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, st
     started.append(api)
     api.wait_for_line("api listening")
     simulator = Simulator(
-        {"latency_ms": [1, 3], "receipts_url": f"{base}/v1/gateways/carrier/receipts", "receipt_delay_ms": [5, 20]},
+        {
+            "latency_ms": [1, 3],
+            "receipts_url": f"{base}/v1/gateways/carrier/receipts",
+            "receipts_token": RECEIPTS_TOKEN,
+            "receipt_delay_ms": [5, 20],
+        },
         tmp_path,
     )
     started.append(simulator)
@@ -91,7 +99,7 @@ def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, st
         assert status == 201
         sender = {"type": "long_code"}
         assert _call(base, "PUT", "/v1/admin/tenants/pied-piper/senders/+15550107777", ADMIN_TOKEN, sender)[0] == 201
-        gateway = {"kind": "simulator", "url": f"{simulator.url}/messages"}
+        gateway = {"kind": "simulator", "url": f"{simulator.url}/messages", "receipts_token": RECEIPTS_TOKEN}
         assert _call(base, "PUT", "/v1/admin/gateways/carrier", ADMIN_TOKEN, gateway)[0] == 201
         destination = {"gateway": "carrier", "rate": 50}
         assert _call(base, "PUT", "/v1/admin/destinations/US", ADMIN_TOKEN, destination)[0] == 201
