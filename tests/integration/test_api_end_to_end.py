@@ -15,7 +15,6 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from tests.integration.api import ADMIN_TOKEN
 from tests.integration.processes import Process, Simulator, dispatcher, free_port, wait_until
 
-
 RECEIPTS_TOKEN = "receipts-token-of-the-carrier"
 
 
