@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -115,3 +116,18 @@ def dispatcher(dsn: str, *args: str) -> Process:
     process = Process(["dispatch", "--workers", "1", *args], env={"DATABASE_URL": dsn})
     process.wait_for_line("dispatcher started")
     return process
+
+
+def call_api(base: str, method: str, path: str, token: str, body=None) -> tuple[int, object]:
+    """One JSON request to the API with a bearer token: (status, decoded body), errors included."""
+    request = urllib.request.Request(
+        base + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

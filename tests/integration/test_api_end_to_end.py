@@ -3,7 +3,6 @@ tenant API, the dispatcher forwards to the carrier simulator, whose receipt come
 callback sender POSTs a signed Standard Webhooks callback for every status to a receiver, which verifies
 each signature and orders them by sequence."""
 
-import json
 import threading
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.integration.api import ADMIN_TOKEN
-from tests.integration.processes import Process, Simulator, dispatcher, free_port, wait_until
+from tests.integration.processes import Process, Simulator, call_api, dispatcher, free_port, wait_until
 
 RECEIPTS_TOKEN = "receipts-token-of-the-carrier"
 
@@ -41,20 +40,6 @@ class Receiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def _call(base, method, path, token, body=None):
-    request = urllib.request.Request(
-        base + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def _metrics(url, token=None):
@@ -87,8 +72,8 @@ def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, st
     started.append(callbacks)
     callbacks.wait_for_line("callbacks started")
     try:
-        assert _call(base, "PUT", "/v1/admin/tenant-sets/startups", ADMIN_TOKEN, {"weight": 1})[0] == 201
-        status, tenant = _call(
+        assert call_api(base, "PUT", "/v1/admin/tenant-sets/startups", ADMIN_TOKEN, {"weight": 1})[0] == 201
+        status, tenant = call_api(
             base,
             "PUT",
             "/v1/admin/tenants/pied-piper",
@@ -97,27 +82,29 @@ def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, st
         )
         assert status == 201
         sender = {"type": "long_code"}
-        assert _call(base, "PUT", "/v1/admin/tenants/pied-piper/senders/+15550107777", ADMIN_TOKEN, sender)[0] == 201
+        assert call_api(base, "PUT", "/v1/admin/tenants/pied-piper/senders/+15550107777", ADMIN_TOKEN, sender)[0] == 201
         gateway = {"kind": "simulator", "url": f"{simulator.url}/messages", "receipts_token": RECEIPTS_TOKEN}
-        assert _call(base, "PUT", "/v1/admin/gateways/carrier", ADMIN_TOKEN, gateway)[0] == 201
+        assert call_api(base, "PUT", "/v1/admin/gateways/carrier", ADMIN_TOKEN, gateway)[0] == 201
         destination = {"gateway": "carrier", "rate": 50}
-        assert _call(base, "PUT", "/v1/admin/destinations/US", ADMIN_TOKEN, destination)[0] == 201
+        assert call_api(base, "PUT", "/v1/admin/destinations/US", ADMIN_TOKEN, destination)[0] == 201
         routes = {"routes": [{"prefix": "+1", "sender_type": "long_code", "destination": "US"}]}
-        assert _call(base, "PUT", "/v1/admin/routes", ADMIN_TOKEN, routes)[0] == 200
+        assert call_api(base, "PUT", "/v1/admin/routes", ADMIN_TOKEN, routes)[0] == 200
         metrics_port = free_port()
         started.append(dispatcher(dsn, "--metrics-port", str(metrics_port)))
 
         key = tenant["api_key"]
-        status, message = _call(base, "POST", "/v1/messages", key, {"to": "+14155550123", "body": "Your code: 271828"})
+        status, message = call_api(
+            base, "POST", "/v1/messages", key, {"to": "+14155550123", "body": "Your code: 271828"}
+        )
         assert status == 202
 
         def statuses():
-            events = _call(base, "GET", f"/v1/messages/{message['id']}/events", key)[1]["events"]
+            events = call_api(base, "GET", f"/v1/messages/{message['id']}/events", key)[1]["events"]
             return [event["status"] for event in events]
 
         wait_until(lambda: "delivered" in statuses(), timeout=60, message="the message delivered")
         assert statuses() == ["queued", "sending", "sent", "delivered"]
-        assert _call(base, "GET", f"/v1/messages/{message['id']}", key)[1]["status"] == "delivered"
+        assert call_api(base, "GET", f"/v1/messages/{message['id']}", key)[1]["status"] == "delivered"
 
         dispatched = _metrics(f"http://127.0.0.1:{metrics_port}/metrics")
         assert dispatched['fairlane_dispatched_segments_total{destination="US",tenant="pied-piper"}'] == 1

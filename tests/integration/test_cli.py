@@ -1,19 +1,17 @@
 """The `fairlane` command as a user runs it: real processes, the embedded server, psql-style SQL."""
 
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from db import embedded, migrate
-from tests.integration.processes import Process, free_port, wait_until
+from tests.integration.processes import Process, call_api, free_port, wait_until
 
 FAIRLANE = [sys.executable, "-m", "service.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,14 +53,14 @@ def _run_session(run, tmp_path, port):
     _line(run, "simulator listening")
 
     base = f"http://127.0.0.1:{port}"
-    message = _http(base, "POST", "/v1/messages", key, {"to": "+15551234567", "body": "hello"})
+    message = call_api(base, "POST", "/v1/messages", key, {"to": "+15551234567", "body": "hello"})[1]
     delivered = wait_until(
-        lambda: _http(base, "GET", f"/v1/messages/{message['id']}", key)["status"] == "delivered",
+        lambda: call_api(base, "GET", f"/v1/messages/{message['id']}", key)[1]["status"] == "delivered",
         timeout=60,
         message="the message delivered through the simulator",
     )
     assert delivered
-    assert _http(base, "GET", "/v1/admin/routes", token)["routes"]
+    assert call_api(base, "GET", "/v1/admin/routes", token)[1]["routes"]
 
     url = _fairlane("db", "url", cwd=tmp_path)
     assert url.returncode == 0 and "started" not in url.stderr
@@ -92,7 +90,7 @@ def _run_session(run, tmp_path, port):
     assert "fairlane stopped" in "".join(run.seen) + "".join(_drain(run))
     assert not embedded.is_running(tmp_path / ".fairlane" / "pgdata")
     with pytest.raises(OSError):
-        _http(base, "GET", "/healthz", key)
+        call_api(base, "GET", "/healthz", key)[1]
 
 
 def _line(process, text):
@@ -107,17 +105,6 @@ def _drain(process):
     process.reader.join(timeout=10)
     while not process.lines.empty():
         yield process.lines.get()
-
-
-def _http(base, method, path, token, body=None):
-    request = urllib.request.Request(
-        base + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def test_commands_against_database_url(dsn, tmp_path):
