@@ -262,8 +262,12 @@ def run_process(dsn: str, settings: DispatchSettings = DispatchSettings(), metri
     With a metrics port, its Prometheus metrics are served on 127.0.0.1:port/metrics."""
     metrics = None
     if metrics_port is not None:
-        metrics = DispatchMetrics()
-        metrics.serve(metrics_port)
+        try:
+            metrics = DispatchMetrics()
+            metrics.serve(metrics_port)
+        except OSError as error:  # metrics are an aid: dispatching goes on without them
+            logger.warning("metrics port unavailable", extra={"port": metrics_port, "error": str(error)})
+            metrics = None
 
     async def main() -> None:
         dispatcher = Dispatcher(dsn, settings, metrics)

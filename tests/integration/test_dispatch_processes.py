@@ -3,6 +3,7 @@ test's database (SPEC §3, §4, §6)."""
 
 import collections
 import signal
+import socket
 
 from db import configuration
 from tests.fairness import Queue, fairness_error, ideal_rates
@@ -189,3 +190,15 @@ def test_a_running_dispatcher_follows_a_gateway_change(conn, dsn, tmp_path, star
     backlog(conn, "t0", "+15550000000", 10)
     wait_until(lambda: _statuses(conn).get("sent") == 20, timeout=30, message="all sent")
     assert (first.stats()["received"], second.stats()["received"]) == (10, 10)  # no restart needed
+
+
+def test_a_taken_metrics_port_does_not_stop_the_dispatcher(dsn, started):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        process = Process(
+            ["dispatch", "--workers", "1", "--metrics-port", str(taken.getsockname()[1])], env={"DATABASE_URL": dsn}
+        )
+        started.append(process)
+        process.wait_for_line("metrics port unavailable")
+        process.wait_for_line("dispatcher started")
