@@ -29,18 +29,20 @@ class Submitter:
         self._max_items = max_items
         self._max_calls = max_calls
         self._pending: deque[Pending] = deque()
+        self._pending_items = 0  # submissions in self._pending
         self._calls: set[asyncio.Task[None]] = set()
 
     async def submit(self, submissions: Sequence[dict[str, Any]]) -> list[Submitted]:
         """Submit messages; returns one result per submission, in order. Raises FairlaneError
         `unavailable` when more than `max_pending` submissions are already waiting (the database is
         behind: clients should back off)."""
-        if sum(len(items) for items, _ in self._pending) + len(submissions) > self._max_pending:
+        if self._pending_items + len(submissions) > self._max_pending:
             raise FairlaneError(
                 "unavailable", "too many submissions are waiting for the database; retry shortly", retryable=True
             )
         future: asyncio.Future[list[Submitted]] = asyncio.get_running_loop().create_future()
         self._pending.append((submissions, future))
+        self._pending_items += len(submissions)
         self._start_calls()
         return await future
 
@@ -55,6 +57,7 @@ class Submitter:
             while self._pending and (not group or size + len(self._pending[0][0]) <= self._max_items):
                 group.append(self._pending.popleft())
                 size += len(group[-1][0])
+            self._pending_items -= size
             task = asyncio.create_task(self._call(group))
             self._calls.add(task)
             task.add_done_callback(self._call_done)
