@@ -217,13 +217,22 @@ destination_state = Table(
     "destination_state",
     metadata,
     Column("destination_id", BigInteger, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("portions_version", BigInteger, nullable=False, server_default=text("0")),
+    Column("portions_at", TIMESTAMPTZ),
+    postgresql_with={"fillfactor": 50},
+)
+
+# A destination's token bucket in slices (docs/decisions/0011): concurrent claimers lock different rows.
+destination_slices = Table(
+    "destination_slices",
+    metadata,
+    Column("destination_id", BigInteger, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("slice", Integer, primary_key=True),
     Column("tokens", Float, nullable=False),
     Column("refilled_at", TIMESTAMPTZ, nullable=False),
     Column("rate_factor", Float, nullable=False, server_default=text("1")),
     Column("throttled_at", TIMESTAMPTZ),
     Column("virtual_time", Float, nullable=False, server_default=text("0")),
-    Column("portions_version", BigInteger, nullable=False, server_default=text("0")),
-    Column("portions_at", TIMESTAMPTZ),
     Column("recent_rate", Float, nullable=False, server_default=text("0")),
     Column("rate_at", TIMESTAMPTZ),
     postgresql_with={"fillfactor": 50},

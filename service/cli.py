@@ -126,7 +126,13 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         if args.name == "outbox":
             outbox.main(database.dsn, rows=args.rows)
         elif args.name == "dispatch":
-            dispatch.main(database.dsn, seconds=3.0 if args.seconds is None else args.seconds, large=args.large)
+            dispatch.main(
+                database.dsn,
+                seconds=3.0 if args.seconds is None else args.seconds,
+                large=args.large,
+                processes=args.processes,
+                batches=args.batches,
+            )
         elif args.name == "api":
             api.main(database.dsn, seconds=5.0 if args.seconds is None else args.seconds, concurrency=args.concurrency)
         else:
@@ -245,6 +251,13 @@ def _positive(value: str) -> int:
     return number
 
 
+def _positive_list(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(_positive(part) for part in value.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of positive integers, got {value!r}") from error
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fairlane", description="Fair-share messaging dispatcher on PostgreSQL")
     commands = p.add_subparsers(dest="command", required=True)
@@ -342,6 +355,10 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, help="dispatch, api: seconds per run (default 3 and 5)")
     bench.add_argument("--concurrency", type=_positive, default=64, help="api: concurrent single POSTs")
     bench.add_argument("--large", type=int, default=1_000_000, help="dispatch: the large backlog")
+    bench.add_argument(
+        "--processes", type=_positive_list, default=(1, 2, 4), help="dispatch: process counts, e.g. 1,4,8"
+    )
+    bench.add_argument("--batches", type=_positive_list, default=(10, 100), help="dispatch: batch sizes, e.g. 10,100")
     bench.set_defaults(handler=cmd_bench)
     return p
 

@@ -84,7 +84,7 @@ SELECT id FROM fairlane.destinations WHERE code = 'BENCH'
 
 -- name: claim
 -- Claim a batch of the benchmark destination (asyncpg).
-SELECT message_id, claim_id FROM fairlane.claim_v1($1, $2, 60)
+SELECT message_id, claim_id FROM fairlane.claim_v2($1, $2, 60)
 
 -- name: complete_sent
 -- Complete a claim as sent (asyncpg).

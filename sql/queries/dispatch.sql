@@ -10,7 +10,7 @@ ORDER BY d.id
 -- name: claim
 -- Claim up to $2 messages of destination $1 with a lease of $3 seconds.
 SELECT message_id, claim_id, tenant, destination, sender, recipient, body, segments, expires_at, attempts
-FROM fairlane.claim_v1($1, $2, $3)
+FROM fairlane.claim_v2($1, $2, $3)
 
 -- name: complete
 -- Record the gateway's answers for one claim.
@@ -18,7 +18,7 @@ SELECT fairlane.complete_v1($1, $2, $3, $4, $5, $6, $7, $8)
 
 -- name: throttle
 -- Halve the destination's effective rate after a 429.
-SELECT fairlane.throttle_v1($1)
+SELECT fairlane.throttle_v2($1)
 
 -- name: rescue
 -- Requeue messages whose lease expired (failing those out of attempts, $1 = max attempts).

@@ -71,7 +71,7 @@ class Clock:
 
     def claim(self):
         rows = self.conn.execute(
-            "SELECT message_id, claim_id, tenant, sender, segments FROM fairlane.claim_v1(%s, %s, 30, %s)",
+            "SELECT message_id, claim_id, tenant, sender, segments FROM fairlane.claim_v2(%s, %s, 30, %s)",
             (self.destination_id, self.max_messages, self.at(self.now)),
         ).fetchall()
         if rows:

@@ -239,7 +239,7 @@ def test_a_queue_waiting_out_a_retry_does_not_hold_up_the_others(conn):
     backlog(conn, "b", "+15550000002", 500)
     clock = Clock(conn, destination, max_messages=1)
     rows = conn.execute(
-        "SELECT message_id, claim_id, tenant FROM fairlane.claim_v1(%s, 10, 30, %s)", (destination, clock.at(0))
+        "SELECT message_id, claim_id, tenant FROM fairlane.claim_v2(%s, 10, 30, %s)", (destination, clock.at(0))
     ).fetchall()
     for message_id, claim_id, tenant in rows:
         outcome, delay = ("retry", 60) if tenant == "a" else ("sent", None)

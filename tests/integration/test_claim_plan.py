@@ -30,7 +30,7 @@ def _seed(conn, messages):
 
 def _claim_buffers(conn, clock):
     plan = conn.execute(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM fairlane.claim_v1(%s, 10, 30, %s)",
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM fairlane.claim_v2(%s, 10, 30, %s)",
         (clock.destination_id, clock.at(clock.now)),
     ).fetchone()[0]
     node = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]

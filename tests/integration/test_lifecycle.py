@@ -18,7 +18,7 @@ def one_queue(conn):
 
 def _claim(conn, clock, n):
     return conn.execute(
-        "SELECT message_id, claim_id FROM fairlane.claim_v1(%s, %s, 30, %s)",
+        "SELECT message_id, claim_id FROM fairlane.claim_v2(%s, %s, 30, %s)",
         (clock.destination_id, n, clock.at(clock.now)),
     ).fetchall()
 
@@ -95,11 +95,11 @@ def test_throttles_use_no_attempts_and_back_off_the_rate(conn, one_queue):
     rows = _claim(conn, clock, 10)
     _complete(conn, clock, rows, "throttled", delay=1)
     assert {_message(conn, r[0])[:2] for r in rows} == {("queued", 0)}
-    factor = conn.execute("SELECT fairlane.throttle_v1(%s, %s)", (one_queue, clock.at(clock.now))).fetchone()[0]
+    factor = conn.execute("SELECT fairlane.throttle_v2(%s, %s)", (one_queue, clock.at(clock.now))).fetchone()[0]
     assert factor == 0.5
     # a second throttle within the same second does not halve again
     assert (
-        conn.execute("SELECT fairlane.throttle_v1(%s, %s)", (one_queue, clock.at(clock.now + 0.5))).fetchone()[0] == 0.5
+        conn.execute("SELECT fairlane.throttle_v2(%s, %s)", (one_queue, clock.at(clock.now + 0.5))).fetchone()[0] == 0.5
     )
     start = clock.now
     clock.run(1)
