@@ -3,14 +3,16 @@
 -- every eligible queue locked by other claims shares them instead of coming back empty.
 --
 -- fairlane.destination_slices holds what every claim changes: each of a destination's first `n` slices
--- (n = the bucket's capacity, at most 8) is a token bucket of rate / n and capacity / n, so together they
+-- (slice_count_v1) is a token bucket of rate / n and capacity / n, so together they
 -- never let through more than the destination's bucket would; with its AIMD factor, the highest virtual
 -- time it has served (the destination's virtual time is the highest of its slices') and its recent rate.
 
--- The slices of a destination: n = capacity (the burst less 50 ms of the rate, at least 1), at most 8.
+-- The slices of a destination: one per 4 segments of capacity (the burst less 50 ms of the rate), at least
+-- 1 and at most 8. Tokens refill into every slice at once, so at low rates a claim for one message must
+-- gather them from several slices; slices of at least 4 segments keep that to a few.
 CREATE FUNCTION fairlane.slice_count_v1(rate numeric, burst integer) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT least(8, greatest(burst - ceil(rate * 0.05), 1))::integer
+    SELECT least(8, greatest(floor((burst - ceil(rate * 0.05)) / 4), 1))::integer
 $$;
 
 -- A queue joins or leaves its destination's active set (as queue_membership_v1; the destination's virtual
@@ -66,6 +68,7 @@ DECLARE
     state record;
     slice_rate double precision;
     slice_capacity double precision;
+    estimates double precision[];  -- each slice's expected tokens, most first
     expected double precision;
     destination_vtime double precision;
     shared boolean := false;
@@ -83,6 +86,7 @@ DECLARE
     picked_segments integer[];
     picked_expired boolean[];
     needed double precision;
+    slices_wanted integer;
     slice_ids integer[];
     slice_tokens double precision[];
     slice_times timestamptz[];
@@ -109,12 +113,15 @@ BEGIN
     END IF;
     slice_rate := state.rate / state.slices;
     slice_capacity := state.capacity / state.slices;
-    SELECT sum(least(slice_capacity, sl.tokens
-                     + slice_rate * sl.rate_factor * greatest(extract(epoch FROM now_ - sl.refilled_at), 0))),
-           max(sl.virtual_time)
-    INTO expected, destination_vtime
-    FROM fairlane.destination_slices sl
-    WHERE sl.destination_id = destination AND sl.slice < state.slices;
+    SELECT array_agg(e.tokens ORDER BY e.tokens DESC), sum(e.tokens), max(e.virtual_time)
+    INTO estimates, expected, destination_vtime
+    FROM (
+        SELECT least(slice_capacity, sl.tokens
+                     + slice_rate * sl.rate_factor * greatest(extract(epoch FROM now_ - sl.refilled_at), 0)) AS tokens,
+               sl.virtual_time
+        FROM fairlane.destination_slices sl
+        WHERE sl.destination_id = destination AND sl.slice < state.slices
+    ) e;
     IF coalesce(expected, 0) < 1 THEN
         RETURN;
     END IF;
@@ -225,9 +232,15 @@ BEGIN
     END IF;
 
     -- 4. Lock the fullest slices that cover what was picked, take the tokens, then write.
-    SELECT sum(u.segments) INTO needed
+    SELECT coalesce(sum(u.segments), 0) INTO needed
     FROM unnest(picked_segments[1:max_messages], picked_expired[1:max_messages]) AS u(segments, expired)
     WHERE NOT u.expired;
+    -- as many of the fullest slices as cover that by their expected tokens (a message larger than the whole
+    -- bucket needs them all)
+    slices_wanted := 1;
+    WHILE slices_wanted < state.slices AND (SELECT sum(t) FROM unnest(estimates[1:slices_wanted]) t) < needed LOOP
+        slices_wanted := slices_wanted + 1;
+    END LOOP;
     IF at_time IS NULL THEN
         now_ := clock_timestamp();
     END IF;
@@ -248,11 +261,10 @@ BEGIN
                 SELECT sl.slice, sl.tokens, sl.refilled_at, sl.rate_factor, sl.throttled_at
                 FROM fairlane.destination_slices sl
                 WHERE sl.destination_id = destination AND sl.slice < state.slices
-                ORDER BY sl.tokens + slice_rate * sl.rate_factor * extract(epoch FROM now_ - sl.refilled_at) DESC,
-                         sl.slice
-                -- enough slices for what was picked, by their expected tokens (a message larger than the
-                -- whole bucket needs them all)
-                LIMIT greatest(1, least(state.slices, ceil(coalesce(needed, 0) / slice_capacity)))
+                ORDER BY least(slice_capacity, sl.tokens
+                               + slice_rate * sl.rate_factor * greatest(extract(epoch FROM now_ - sl.refilled_at), 0))
+                         DESC, sl.slice
+                LIMIT slices_wanted
                 FOR NO KEY UPDATE SKIP LOCKED
             ) sl
         ) l
