@@ -5,7 +5,7 @@ and the ratio. Also the lifecycle floor: the same FIFO loop on tables shaped lik
 message_events, making the writes every message's lifecycle requires (status sending with a lease, then
 sent, one event each) but no fair share, no queue counters and no token bucket: what fairlane pays for
 fairness and pacing is the gap between it and the floor. Run: `fairlane bench dispatch [--seconds S]
-[--large N]`.
+[--large N] [--processes 1,2,4] [--batches 10,100]`.
 """
 
 import asyncio
