@@ -114,6 +114,8 @@ def downgrade() -> None:
         DROP FUNCTION fairlane.destination_created_v2();
         DROP FUNCTION fairlane.queue_membership_v2();
         DROP FUNCTION fairlane.slice_count_v1(numeric, integer);
+        DROP FUNCTION fairlane.slice_tokens_v1(double precision, timestamptz, double precision, double precision,
+                                               double precision, timestamptz);
         DROP TABLE fairlane.destination_slices;
         REVOKE ALL ON ALL FUNCTIONS IN SCHEMA fairlane FROM PUBLIC;
         """,

@@ -15,6 +15,17 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT least(8, greatest(floor((burst - ceil(rate * 0.05)) / 4), 1))::integer
 $$;
 
+-- A slice's tokens at `at_time`: refilled at its rate x AIMD factor since it was last refilled (never from
+-- a point before that), up to its capacity.
+CREATE FUNCTION fairlane.slice_tokens_v1(tokens double precision, refilled_at timestamptz,
+                                         rate_factor double precision, slice_rate double precision,
+                                         slice_capacity double precision, at_time timestamptz)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT least(slice_capacity,
+                 tokens + slice_rate * rate_factor * greatest(extract(epoch FROM at_time - refilled_at), 0))
+$$;
+
 -- A queue joins or leaves its destination's active set (as queue_membership_v1; the destination's virtual
 -- time now comes from its slices).
 CREATE FUNCTION fairlane.queue_membership_v2() RETURNS trigger
@@ -87,6 +98,7 @@ DECLARE
     picked_expired boolean[];
     needed double precision;
     slices_wanted integer;
+    covered double precision;  -- the expected tokens of the first slices_wanted slices
     slice_ids integer[];
     slice_tokens double precision[];
     slice_times timestamptz[];
@@ -116,8 +128,8 @@ BEGIN
     SELECT array_agg(e.tokens ORDER BY e.tokens DESC), sum(e.tokens), max(e.virtual_time)
     INTO estimates, expected, destination_vtime
     FROM (
-        SELECT least(slice_capacity, sl.tokens
-                     + slice_rate * sl.rate_factor * greatest(extract(epoch FROM now_ - sl.refilled_at), 0)) AS tokens,
+        SELECT fairlane.slice_tokens_v1(sl.tokens, sl.refilled_at, sl.rate_factor, slice_rate, slice_capacity, now_)
+                   AS tokens,
                sl.virtual_time
         FROM fairlane.destination_slices sl
         WHERE sl.destination_id = destination AND sl.slice < state.slices
@@ -238,8 +250,10 @@ BEGIN
     -- as many of the fullest slices as cover that by their expected tokens (a message larger than the whole
     -- bucket needs them all)
     slices_wanted := 1;
-    WHILE slices_wanted < state.slices AND (SELECT sum(t) FROM unnest(estimates[1:slices_wanted]) t) < needed LOOP
+    covered := estimates[1];
+    WHILE slices_wanted < state.slices AND covered < needed LOOP
         slices_wanted := slices_wanted + 1;
+        covered := covered + estimates[slices_wanted];
     END LOOP;
     IF at_time IS NULL THEN
         now_ := clock_timestamp();
@@ -251,8 +265,8 @@ BEGIN
         SELECT l.slice, l.ord,
                -- refill up to now, never from a point before the last refill (injected clocks)
                greatest(now_, l.refilled_at) AS at,
-               least(slice_capacity, l.tokens
-                     + slice_rate * l.rate_factor * greatest(extract(epoch FROM now_ - l.refilled_at), 0)) AS tokens,
+               fairlane.slice_tokens_v1(l.tokens, l.refilled_at, l.rate_factor, slice_rate, slice_capacity, now_)
+                   AS tokens,
                CASE WHEN l.throttled_at IS NULL OR now_ - l.throttled_at > interval '1 second'
                     THEN least(1, l.rate_factor + 0.1 * greatest(extract(epoch FROM now_ - l.refilled_at), 0))
                     ELSE l.rate_factor END AS factor
@@ -261,9 +275,9 @@ BEGIN
                 SELECT sl.slice, sl.tokens, sl.refilled_at, sl.rate_factor, sl.throttled_at
                 FROM fairlane.destination_slices sl
                 WHERE sl.destination_id = destination AND sl.slice < state.slices
-                ORDER BY least(slice_capacity, sl.tokens
-                               + slice_rate * sl.rate_factor * greatest(extract(epoch FROM now_ - sl.refilled_at), 0))
-                         DESC, sl.slice
+                ORDER BY fairlane.slice_tokens_v1(sl.tokens, sl.refilled_at, sl.rate_factor, slice_rate,
+                                                  slice_capacity, now_) DESC,
+                         sl.slice
                 LIMIT slices_wanted
                 FOR NO KEY UPDATE SKIP LOCKED
             ) sl
