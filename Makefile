@@ -25,10 +25,11 @@ test: install  ## run the test suite against a real (embedded) PostgreSQL (insta
 		apt-get install -y -qq --no-install-recommends chromium >/dev/null'; }
 	$(BIN)/pytest
 
-lint: install  ## ruff and mypy
-	$(BIN)/ruff check db service bench tests migrations
-	$(BIN)/ruff format --check db service bench tests migrations
-	$(BIN)/mypy db
+lint: install  ## ruff, mypy and the import layers (import-linter)
+	$(BIN)/ruff check db service tools tests migrations
+	$(BIN)/ruff format --check db service tools tests migrations
+	$(BIN)/mypy db service/model
+	$(BIN)/lint-imports
 
 bench: install  ## benchmarks that print figures
 	$(BIN)/fairlane bench outbox

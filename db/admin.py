@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from db import configuration, queries
-from db.configuration import Allocation, Configuration, Destination, Gateway, Route, Sender, Tenant, TenantSet
+from db.configuration import Entity as Document
 from db.errors import FairlaneError, translate
 
 Connection = psycopg.Connection[Any]
@@ -45,7 +45,7 @@ def _delete(connection: Connection, query: str, what: str, **params: Any) -> Non
     _found(deleted, what)
 
 
-def _apply(connection: Connection, wanted: Configuration, created: str) -> bool:
+def _apply(connection: Connection, wanted: Document, created: str) -> bool:
     return created in configuration.apply(connection, wanted).created
 
 
@@ -56,9 +56,9 @@ def tenant_set(connection: Connection, name: str) -> Entity:
     return _found(_one(connection, "tenant_set", name=name), f"tenant set {name!r}")
 
 
-def put_tenant_set(connection: Connection, value: TenantSet) -> tuple[Entity, bool]:
-    created = _apply(connection, Configuration(tenant_sets=(value,)), f"tenant set {value.name}")
-    return tenant_set(connection, value.name), created
+def put_tenant_set(connection: Connection, value: Document) -> tuple[Entity, bool]:
+    created = _apply(connection, {"tenant_sets": [value]}, f"tenant set {value['name']}")
+    return tenant_set(connection, value["name"]), created
 
 
 def delete_tenant_set(connection: Connection, name: str) -> None:
@@ -73,12 +73,12 @@ def tenant(connection: Connection, name: str) -> Entity:
     return {**entity, "api_keys": _all(connection, "api_keys", tenant=name)}
 
 
-def put_tenant(connection: Connection, value: Tenant) -> tuple[Entity, bool]:
-    result = configuration.apply(connection, Configuration(tenants=(value,)))
-    entity = tenant(connection, value.name)
-    if value.name in result.api_keys:
-        entity["api_key"] = result.api_keys[value.name]  # shown once
-    return entity, f"tenant {value.name}" in result.created
+def put_tenant(connection: Connection, value: Document) -> tuple[Entity, bool]:
+    result = configuration.apply(connection, {"tenants": [value]})
+    entity = tenant(connection, value["name"])
+    if value["name"] in result.api_keys:
+        entity["api_key"] = result.api_keys[value["name"]]  # shown once
+    return entity, f"tenant {value['name']}" in result.created
 
 
 def delete_tenant(connection: Connection, name: str) -> None:
@@ -103,10 +103,11 @@ def sender(connection: Connection, tenant_name: str, address: str) -> Entity:
     return _found(_one(connection, "sender", tenant=tenant_name, address=address), f"sender {address!r}")
 
 
-def put_sender(connection: Connection, tenant_name: str, value: Sender) -> tuple[Entity, bool]:
+def put_sender(connection: Connection, tenant_name: str, value: Document) -> tuple[Entity, bool]:
     tenant(connection, tenant_name)
     result = configuration.apply_sender(connection, tenant_name, value)
-    return sender(connection, tenant_name, value.address), f"sender {tenant_name}/{value.address}" in result.created
+    address = value["address"]
+    return sender(connection, tenant_name, address), f"sender {tenant_name}/{address}" in result.created
 
 
 def delete_sender(connection: Connection, tenant_name: str, address: str) -> None:
@@ -120,9 +121,9 @@ def gateway(connection: Connection, name: str) -> Entity:
     return _found(_one(connection, "gateway", name=name), f"gateway {name!r}")
 
 
-def put_gateway(connection: Connection, value: Gateway) -> tuple[Entity, bool]:
-    created = _apply(connection, Configuration(gateways=(value,)), f"gateway {value.name}")
-    return gateway(connection, value.name), created
+def put_gateway(connection: Connection, value: Document) -> tuple[Entity, bool]:
+    created = _apply(connection, {"gateways": [value]}, f"gateway {value['name']}")
+    return gateway(connection, value["name"]), created
 
 
 def delete_gateway(connection: Connection, name: str) -> None:
@@ -134,9 +135,10 @@ def destination(connection: Connection, code: str) -> Entity:
     return {**entity, "allocations": _all(connection, "allocations", code=code)}
 
 
-def put_destination(connection: Connection, value: Destination) -> tuple[Entity, bool]:
-    created = _apply(connection, Configuration(destinations=(value,)), f"destination {value.code}")
-    return destination(connection, value.code), created
+def put_destination(connection: Connection, value: Document) -> tuple[Entity, bool]:
+    """A destination without an `allocations` key keeps its allocations."""
+    created = _apply(connection, {"destinations": [value]}, f"destination {value['code']}")
+    return destination(connection, value["code"]), created
 
 
 def delete_destination(connection: Connection, code: str) -> None:
@@ -150,10 +152,11 @@ def allocation(connection: Connection, code: str, tenant_set_name: str) -> Entit
     raise FairlaneError("not_found", f"allocation of destination {code!r} to tenant set {tenant_set_name!r} not found")
 
 
-def put_allocation(connection: Connection, code: str, value: Allocation) -> tuple[Entity, bool]:
+def put_allocation(connection: Connection, code: str, value: Document) -> tuple[Entity, bool]:
     destination(connection, code)
     result = configuration.apply_allocation(connection, code, value)
-    return allocation(connection, code, value.tenant_set), f"allocation {code}/{value.tenant_set}" in result.created
+    tenant_set_name = value["tenant_set"]
+    return allocation(connection, code, tenant_set_name), f"allocation {code}/{tenant_set_name}" in result.created
 
 
 def delete_allocation(connection: Connection, code: str, tenant_set_name: str) -> None:
@@ -170,35 +173,13 @@ def routes(connection: Connection) -> list[Entity]:
     return _all(connection, "routes")
 
 
-def put_routes(connection: Connection, values: tuple[Route, ...]) -> list[Entity]:
-    configuration.apply(connection, Configuration(routes=values))
+def put_routes(connection: Connection, values: list[Document]) -> list[Entity]:
+    configuration.apply(connection, {"routes": values})
     return routes(connection)
 
 
 def queue_scores(connection: Connection, destination_code: str | None) -> list[Entity]:
     return _all(connection, "queue_scores", destination=destination_code)
-
-
-def dashboard(connection: Connection) -> Entity:
-    """What the dashboard shows, read in one snapshot: `at`, and every destination's load (a row of
-    fairlane.destination_load) with its active queues (rows of fairlane.queue_scores) under `queues`."""
-    previous = connection.isolation_level, connection.read_only
-    connection.isolation_level, connection.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
-    try:
-        with connection.transaction():
-            loads = _all(connection, "dashboard_destinations")
-            queues = _all(connection, "dashboard_queues")
-    finally:
-        connection.isolation_level, connection.read_only = previous
-    by_destination: dict[str, list[Entity]] = {}
-    for queue in queues:
-        by_destination.setdefault(queue["destination"], []).append(queue)
-    destinations = [
-        {**{k: v for k, v in load.items() if k != "at"}, "queues": by_destination.get(load["destination"], [])}
-        for load in loads
-        if load["destination"] is not None
-    ]
-    return {"at": loads[0]["at"], "destinations": destinations}
 
 
 def open_pool(dsn: str) -> ConnectionPool:

@@ -1,4 +1,4 @@
-"""The dispatcher's database calls (asyncpg): claim, complete, throttle, maintenance, receipts."""
+"""The dispatcher's database calls (asyncpg): the destinations to serve, claim, complete, throttle."""
 
 import datetime as dt
 from collections.abc import Sequence
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from db import queries
-from db.errors import translate
 
 _Q = queries.load("dispatch")
 
@@ -77,42 +76,6 @@ async def complete(connection: asyncpg.Connection, claim_id: int, answers: Seque
 
 async def throttle(connection: asyncpg.Connection, destination_id: int) -> float:
     return float(await connection.fetchval(_Q["throttle"], destination_id))
-
-
-async def rescue(connection: asyncpg.Connection, max_attempts: int) -> int:
-    return int(await connection.fetchval(_Q["rescue"], max_attempts))
-
-
-async def promote(connection: asyncpg.Connection) -> int:
-    return int(await connection.fetchval(_Q["promote"]))
-
-
-async def prune(connection: asyncpg.Connection) -> None:
-    """Forget idempotency keys and finished status callbacks older than a day."""
-    await connection.execute(_Q["prune_idempotency_keys"])
-    await connection.execute(_Q["prune_callbacks"])
-
-
-async def try_lead(connection: asyncpg.Connection) -> bool:
-    return bool(await connection.fetchval(_Q["try_lead"]))
-
-
-async def receipt(
-    connection: asyncpg.Connection,
-    gateway: str,
-    provider_id: str | None,
-    message_id: int | None,
-    status: str | None,
-    error_code: str | None,
-) -> str:
-    with translate():
-        return str(await connection.fetchval(_Q["receipt"], gateway, provider_id, message_id, status, error_code))
-
-
-async def receipts_token(connection: asyncpg.Connection, gateway: str) -> tuple[bool, str | None]:
-    """Whether the gateway exists, and the token its receipts must carry (None: no token)."""
-    row = await connection.fetchrow(_Q["receipts_token"], gateway)
-    return (True, row["receipts_token"]) if row else (False, None)
 
 
 async def ready(connection: asyncpg.Connection, destination_id: int) -> bool:

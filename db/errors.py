@@ -1,7 +1,8 @@
 """Our errors, mapped from driver errors by SQLSTATE and constraint name (never by message text).
 
-fairlane's own rules raise SQLSTATE class FL (sql/functions/errors_v1.sql) with a JSON DETAIL carrying the
-stable error code, the field, the value and the row; the API maps ``FairlaneError.code`` to HTTP.
+fairlane's own rules raise SQLSTATE class FL (sql/functions/raise_v1.sql) with a JSON DETAIL carrying the
+stable error code, the field, the value and the row. What each code means to a client (HTTP status,
+whether to retry) is the one table in service/model/errors.py.
 """
 
 import dataclasses
@@ -14,15 +15,6 @@ from typing import Any
 import asyncpg
 import psycopg
 
-# SQLSTATE -> default error code (DETAIL may refine it, e.g. FL404 is not_found or unknown_destination)
-FAIRLANE_SQLSTATES = {
-    "FL400": "invalid_request",
-    "FL403": "forbidden",
-    "FL404": "not_found",
-    "FL409": "not_cancelable",
-    "FL422": "idempotency_mismatch",
-    "FL429": "queue_overflow",
-}
 # the database could not be reached or the connection broke: the request may be retried later
 UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
@@ -53,7 +45,6 @@ class FairlaneError(Exception):
     value: str | None = None
     row: int | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
-    retryable: bool = False
 
     def __str__(self) -> str:
         return self.message
@@ -61,23 +52,21 @@ class FairlaneError(Exception):
 
 def from_diagnostic(sqlstate: str | None, message: str, detail: str | None, constraint: str | None) -> Exception | None:
     """Our error for a server error, or None when it is not one we translate."""
-    if sqlstate in FAIRLANE_SQLSTATES:
+    if sqlstate is not None and sqlstate.startswith("FL"):
         try:
             info = json.loads(detail or "{}")
         except ValueError:
             info = {}
-        code = info.pop("code", None) or FAIRLANE_SQLSTATES[sqlstate]
         return FairlaneError(
-            code=code,
+            code=info.pop("code", None) or "internal",
             message=message,
             field=info.pop("field", None),
             value=info.pop("value", None),
             row=info.pop("row", None),
             details=info,
-            retryable=code in ("queue_overflow", "receipt_too_early"),
         )
-    if sqlstate in RETRYABLE_SQLSTATES:
-        return FairlaneError(code="conflict", message=message, retryable=True)
+    if sqlstate in RETRYABLE_SQLSTATES:  # still failing after db.transaction's retries: busy, try again
+        return FairlaneError(code="unavailable", message=message)
     if sqlstate == "23514" and constraint in CONSTRAINTS:
         field_name, explanation = CONSTRAINTS[constraint]
         return FairlaneError(code="invalid_request", message=explanation, field=field_name)

@@ -1,8 +1,8 @@
 """The tenant side of the HTTP API (asyncpg): authentication, submission, reading, cancelling, queues.
 
-Messages come back as fairlane.message_details shows them (the same JSON for every endpoint)."""
+Messages come back as fairlane.message_details shows them, events and queues as rows (dicts): the API
+shows them in service/model/messages.py's shapes."""
 
-import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,27 +32,6 @@ class Submitted:
     error: FairlaneError | None
 
 
-@dataclass(frozen=True)
-class Event:
-    id: int
-    status: str
-    at: dt.datetime
-    detail: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Queue:
-    queue_id: int
-    destination: str
-    sender: str
-    depth: int
-    queued_segments: int
-    oldest_age_seconds: float | None
-    portion: float | None
-    projected_drain_seconds: float | None
-    admission: str
-
-
 async def authenticate(connection: asyncpg.Connection, api_key: str) -> Tenant | None:
     row = await connection.fetchrow(_Q["authenticate"], hash_api_key(api_key))
     return Tenant(row["id"], row["name"]) if row else None
@@ -66,7 +45,6 @@ def _error(error: dict[str, Any]) -> FairlaneError:
         field=error.get("field"),
         value=error.get("value"),
         details=details,
-        retryable=error["code"] == "queue_overflow",
     )
 
 
@@ -103,11 +81,10 @@ async def messages(
     return [json.loads(row["message"]) for row in rows]
 
 
-async def events(connection: asyncpg.Connection, tenant_id: int, message_id: int) -> list[Event]:
+async def events(connection: asyncpg.Connection, tenant_id: int, message_id: int) -> list[dict[str, Any]]:
+    """A message's events, oldest first: id, status, at, detail."""
     rows = await connection.fetch(_Q["events"], tenant_id, message_id)
-    return [
-        Event(row["id"], row["status"], row["at"], json.loads(row["detail"]) if row["detail"] else None) for row in rows
-    ]
+    return [{**row, "detail": json.loads(row["detail"]) if row["detail"] else None} for row in rows]
 
 
 async def cancel(connection: asyncpg.Connection, tenant_id: int, message_id: int) -> str:
@@ -115,5 +92,6 @@ async def cancel(connection: asyncpg.Connection, tenant_id: int, message_id: int
         return str(await connection.fetchval(_Q["cancel"], tenant_id, message_id))
 
 
-async def queues(connection: asyncpg.Connection, tenant_id: int) -> list[Queue]:
-    return [Queue(**dict(row)) for row in await connection.fetch(_Q["queues"], tenant_id)]
+async def queues(connection: asyncpg.Connection, tenant_id: int) -> list[dict[str, Any]]:
+    """A tenant's queues as fairlane.queue_state shows them."""
+    return [dict(row) for row in await connection.fetch(_Q["queues"], tenant_id)]

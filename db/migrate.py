@@ -1,12 +1,12 @@
 """Schema changes, only through Alembic (migrations/)."""
 
-from pathlib import Path
+from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, pool
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = str(files("migrations"))  # package data: found in a source tree and in an installed wheel alike
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -19,7 +19,7 @@ def sqlalchemy_url(dsn: str) -> str:
 
 def _run(dsn: str, action: str, revision: str) -> None:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", MIGRATIONS)
     engine = create_engine(sqlalchemy_url(dsn), poolclass=pool.NullPool)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -39,7 +39,7 @@ def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", MIGRATIONS)
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head

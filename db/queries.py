@@ -7,10 +7,10 @@ statement. Files used by psycopg (tools) take ``%(name)s`` parameters; files use
 import re
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from types import MappingProxyType
 
-QUERIES_DIR = Path(__file__).resolve().parent.parent / "sql" / "queries"
+QUERIES_DIR = files("sql") / "queries"  # package data: found in a source tree and in an installed wheel alike
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 

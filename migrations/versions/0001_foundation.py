@@ -7,7 +7,7 @@ Create Date: 2026-11-28
 
 from alembic import op
 
-from db.sqlfiles import execute_sql, read_sql
+from db.schema import execute_sql, frozen
 
 revision = "0001"
 down_revision = None
@@ -258,7 +258,7 @@ def upgrade() -> None:
         "views/destination_load_v1.sql",
         "views/tenant_usage_v1.sql",
     ):
-        execute_sql(connection, read_sql(path))
+        execute_sql(connection, frozen(revision, path))
     execute_sql(connection, TRIGGERS_AND_SECURITY)
 
 

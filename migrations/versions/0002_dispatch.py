@@ -8,7 +8,7 @@ Create Date: 2026-11-28
 
 from alembic import op
 
-from db.sqlfiles import execute_sql, read_sql
+from db.schema import execute_sql, frozen
 
 revision = "0002"
 down_revision = "0001"
@@ -84,7 +84,7 @@ def upgrade() -> None:
         "views/queue_scores_v1.sql",
         "views/destination_load_v2.sql",
     ):
-        execute_sql(connection, read_sql(path))
+        execute_sql(connection, frozen(revision, path))
     execute_sql(connection, TRIGGERS)
 
 
@@ -129,4 +129,4 @@ def downgrade() -> None:
             DROP COLUMN recent_rate, DROP COLUMN rate_at;
         """,
     )
-    execute_sql(connection, read_sql("views/destination_load_v1.sql"))
+    execute_sql(connection, frozen("0001", "views/destination_load_v1.sql"))

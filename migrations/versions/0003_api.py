@@ -9,7 +9,7 @@ Create Date: 2026-11-28
 
 from alembic import op
 
-from db.sqlfiles import execute_sql, read_sql
+from db.schema import execute_sql, frozen
 
 revision = "0003"
 down_revision = "0002"
@@ -58,7 +58,7 @@ def upgrade() -> None:
         "functions/api_v1.sql",
         "functions/callbacks_v1.sql",
     ):
-        execute_sql(connection, read_sql(path))
+        execute_sql(connection, frozen(revision, path))
     execute_sql(connection, TRIGGERS)
 
 

@@ -9,7 +9,7 @@ Create Date: 2026-11-28
 
 from alembic import op
 
-from db.sqlfiles import execute_sql, read_function, read_sql
+from db.schema import execute_sql, frozen, or_replace, read_function
 
 revision = "0004"
 down_revision = "0003"
@@ -63,7 +63,7 @@ def upgrade() -> None:
     connection = op.get_bind()
     execute_sql(connection, SCHEMA)
     for path in ("functions/dispatch_v2.sql", "views/destination_load_v3.sql", "views/queue_scores_v2.sql"):
-        execute_sql(connection, read_sql(path))
+        execute_sql(connection, frozen(revision, path))
     execute_sql(connection, SWITCH)
 
 
@@ -96,9 +96,9 @@ def downgrade() -> None:
         """,
     )
     for name in V1_FUNCTIONS:
-        execute_sql(connection, read_function("functions/dispatch_v1.sql", name))
+        execute_sql(connection, read_function("0002", "functions/dispatch_v1.sql", name))
     for path in ("views/queue_scores_v1.sql", "views/destination_load_v2.sql"):
-        execute_sql(connection, read_sql(path).replace("CREATE VIEW", "CREATE OR REPLACE VIEW"))
+        execute_sql(connection, or_replace(frozen("0002", path)))
     execute_sql(
         connection,
         r"""

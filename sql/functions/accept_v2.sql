@@ -1,5 +1,5 @@
--- The submission path, version 2 (SPEC §4, §5). One function, fairlane.accept_v2, applies every rule to a
--- set of submissions, set-wise (one pass per step over all rows, never row by row):
+-- The submission path (SPEC §4, §5). One function, fairlane.accept_v2, applies every rule to a set of
+-- submissions, set-wise (one pass per step over all rows, never row by row):
 --   1. resolve and validate: tenant, recipient (E.164), body, sender (given, or the tenant's sender with the
 --      longest matching route), destination (given, or the longest route prefix for the sender's type),
 --      send_at, validity, callback URL, idempotency key; segments and encoding;
@@ -15,43 +15,7 @@
 -- written (the outbox trigger and fairlane.submit). Not strict: every row gets its own result and only the
 -- good rows are written (the HTTP API's batches).
 -- Message ids are drawn in row order, so FIFO within a queue follows the order of the rows.
--- Version 1 differs in: the trigger held the rules itself, always strict; admission always computed portions.
-
-CREATE TYPE fairlane.submission_v1 AS (
-    tenant text,
-    recipient text,
-    body text,
-    sender text,
-    destination text,
-    idempotency_key text,
-    send_at timestamptz,
-    validity_seconds integer,
-    status_callback text
-);
-
-CREATE TYPE fairlane.row_error_v2 AS (code text, field text, value text, message text, details jsonb);
-
-CREATE TYPE fairlane.staged_message_v2 AS (
-    ordinal bigint,
-    message_id bigint,
-    replayed boolean,
-    tenant_id bigint,
-    sender_id bigint,
-    destination_id bigint,
-    recipient text,
-    body text,
-    segments integer,
-    encoding text,
-    send_at timestamptz,
-    expires_at timestamptz,
-    validity_seconds integer,
-    status_callback text,
-    idempotency_key text,
-    request_hash text,
-    error fairlane.row_error_v2
-);
-
-CREATE FUNCTION fairlane.accept_v2(submissions fairlane.submission_v1[], strict boolean)
+CREATE OR REPLACE FUNCTION fairlane.accept_v2(submissions fairlane.submission_v1[], strict boolean)
 RETURNS TABLE (ordinal bigint, message_id bigint, replayed boolean, error fairlane.row_error_v2)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -414,36 +378,3 @@ BEGIN
     ORDER BY s.ordinal;
 END
 $$;
-
--- The outbox trigger: every INSERT ... VALUES / SELECT and COPY into fairlane.outbox, strict.
--- fairlane.last_message_id (transaction-local setting) holds the id of the statement's last row.
-CREATE FUNCTION fairlane.accept_outbox_v2() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    first_row bigint;
-    last_row bigint;
-    last_id bigint;
-BEGIN
-    SELECT min(n.row_number), max(n.row_number) INTO first_row, last_row FROM new_rows n;
-    IF first_row IS NULL THEN
-        RETURN NULL;
-    END IF;
-    SELECT a.message_id INTO last_id
-    FROM fairlane.accept_v2(
-        ARRAY(
-            SELECT ROW(n.tenant, n.recipient, n.body, n.sender, n.destination, n.idempotency_key, n.send_at,
-                       n.validity_seconds, n.status_callback)::fairlane.submission_v1
-            FROM new_rows n ORDER BY n.row_number
-        ),
-        true
-    ) a
-    ORDER BY a.ordinal DESC
-    LIMIT 1;
-    DELETE FROM fairlane.outbox o WHERE o.row_number BETWEEN first_row AND last_row;
-    PERFORM set_config('fairlane.last_message_id', last_id::text, true);
-    RETURN NULL;
-END
-$$;
-

@@ -2,15 +2,12 @@
 
 -- name: tenant_set
 -- One tenant set by name.
-SELECT id, weight FROM fairlane.tenant_sets WHERE name = %(name)s
+SELECT weight FROM fairlane.tenant_sets WHERE name = %(name)s
 
--- name: insert_tenant_set
--- Create a tenant set.
+-- name: upsert_tenant_set
+-- Create a tenant set or change its weight.
 INSERT INTO fairlane.tenant_sets (name, weight) VALUES (%(name)s, %(weight)s)
-
--- name: update_tenant_set
--- Change a tenant set's weight.
-UPDATE fairlane.tenant_sets SET weight = %(weight)s WHERE name = %(name)s
+ON CONFLICT (name) DO UPDATE SET weight = excluded.weight
 
 -- name: gateway
 -- One gateway by name.
@@ -111,3 +108,11 @@ ON CONFLICT (prefix, sender_type) DO UPDATE SET destination_id = excluded.destin
 -- name: is_configured
 -- Whether any destination exists (an unconfigured database gets the example configuration).
 SELECT EXISTS (SELECT FROM fairlane.destinations) AS configured
+
+-- name: gateways
+-- Every gateway.
+SELECT name, kind, url, receipts_token FROM fairlane.gateways ORDER BY name
+
+-- name: tenants
+-- Every tenant's name, the demo tenant first when there is one.
+SELECT name FROM fairlane.tenants ORDER BY name <> 'demo', name

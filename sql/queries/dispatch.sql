@@ -1,4 +1,4 @@
--- Queries of the dispatcher and the receipts route (asyncpg, $n parameters).
+-- Queries of the dispatcher (asyncpg, $n parameters).
 
 -- name: destinations
 -- Every destination with its gateway, for the dispatcher's per-destination loops.
@@ -19,35 +19,6 @@ SELECT fairlane.complete_v1($1, $2, $3, $4, $5, $6, $7, $8)
 -- name: throttle
 -- Halve the destination's effective rate after a 429.
 SELECT fairlane.throttle_v2($1)
-
--- name: rescue
--- Requeue messages whose lease expired (failing those out of attempts, $1 = max attempts).
-SELECT fairlane.rescue_v1($1)
-
--- name: promote
--- Queue scheduled messages whose time has come.
-SELECT fairlane.promote_v1()
-
--- name: prune_idempotency_keys
--- Forget idempotency keys older than 24 hours.
-DELETE FROM fairlane.idempotency_keys WHERE created_at < now() - interval '24 hours'
-
--- name: prune_callbacks
--- Forget status callbacks delivered or abandoned more than a day ago.
-DELETE FROM fairlane.callbacks
-WHERE coalesce(delivered_at, abandoned_at) < now() - interval '24 hours'
-
--- name: try_lead
--- Become the maintenance leader (a session advisory lock on a dedicated connection).
-SELECT pg_try_advisory_lock(hashtext('fairlane.maintenance'))
-
--- name: receipts_token
--- Whether gateway $1 exists, and the bearer token its receipts must carry (NULL: none).
-SELECT true AS found, receipts_token FROM fairlane.gateways WHERE name = $1
-
--- name: receipt
--- Apply a delivery receipt from gateway $1 for provider id $2 or message id $3.
-SELECT fairlane.receipt_v1($1, $2, $3, $4, $5)
 
 -- name: ready
 -- Whether destination $1 has a message that could be claimed now (after an empty claim: out of tokens, or

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.api import create_app
-from service.state import ApiSettings
+from service.api.app import create_app
+from service.api.state import ApiSettings
 from tests.integration.fixtures import apply_basic
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"

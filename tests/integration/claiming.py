@@ -3,7 +3,7 @@
 import datetime as dt
 from dataclasses import dataclass
 
-from db import configuration
+from tests.integration.fixtures import apply_config
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def setup(conn, *, rate, burst=10, tenant_sets, tenants, allocations=(), code="X
         ],
         "routes": [{"prefix": "+1", "sender_type": "long_code", "destination": code}],
     }
-    configuration.apply(conn, configuration.parse(config))
+    apply_config(conn, config)
     return conn.execute("SELECT id FROM fairlane.destinations WHERE code = %s", (code,)).fetchone()[0]
 
 

@@ -1,6 +1,7 @@
 """A small configuration used by many tests, applied through `fairlane apply`'s code path."""
 
 from db import configuration
+from service.model.configuration import parse_configuration
 
 BASIC = {
     "tenant_sets": [{"name": "retail", "weight": 1}, {"name": "enterprise", "weight": 3}],
@@ -42,8 +43,13 @@ BASIC = {
 }
 
 
+def apply_config(connection, document: dict) -> configuration.Result:
+    """A configuration document (as read from TOML) validated and applied, as `fairlane apply` does."""
+    return configuration.apply(connection, parse_configuration(document).model_dump())
+
+
 def apply_basic(connection, **overrides) -> configuration.Result:
-    return configuration.apply(connection, configuration.parse({**BASIC, **overrides}))
+    return apply_config(connection, {**BASIC, **overrides})
 
 
 OUTBOX_COLUMNS = (

@@ -7,8 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from db import configuration
-from tests.integration.fixtures import BASIC, apply_basic, error_detail, insert_outbox, submit
+from tests.integration.fixtures import BASIC, apply_basic, apply_config, error_detail, insert_outbox, submit
 
 
 def _small(conn, rate=10, max_drain_seconds=10):
@@ -93,7 +92,7 @@ def test_acceptance_resumes_when_the_quota_grows(conn):
     destinations = [
         {**d, "rate": 20, "max_drain_seconds": 10} if d["code"] == "US-LC" else d for d in BASIC["destinations"]
     ]
-    configuration.apply(conn, configuration.parse({**BASIC, "destinations": destinations}))
+    apply_config(conn, {**BASIC, "destinations": destinations})
     _send(conn)
     assert conn.execute("SELECT admission FROM fairlane.queue_state WHERE tenant = 'globex'").fetchone()[0] == "open"
 

@@ -8,13 +8,15 @@ import pytest
 
 from db import configuration
 from db.errors import FairlaneError
-from tests.integration.fixtures import BASIC, apply_basic
+from service.model.configuration import parse_configuration
+from service.model.fields import Invalid
+from tests.integration.fixtures import BASIC, apply_basic, apply_config
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fairlane.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "service" / "cli" / "example.toml"
 
 
 def test_example_applies_once_then_changes_nothing(conn):
-    config = configuration.parse(tomllib.loads(EXAMPLE.read_text()))
+    config = parse_configuration(tomllib.loads(EXAMPLE.read_text())).model_dump()
     first = configuration.apply(conn, config)
     assert "created destination US-SC" in first.changes
     assert set(first.api_keys) == {"acme", "demo", "bulkco"}
@@ -39,23 +41,20 @@ def test_changes_are_listed(conn):
         ],
         "routes": BASIC["routes"][:-1] + [{"prefix": "+4420", "sender_type": "alphanumeric", "destination": "GB"}],
     }
-    result = configuration.apply(conn, configuration.parse(changed))
+    result = apply_config(conn, changed)
     assert result.changes == [
         "updated tenant set retail: weight 1 -> 2",
         "updated destination US-SC: rate 100 -> 200",
         "created allocation US-SC/retail",
         "updated route +4420 alphanumeric -> GB",
     ]
-    result = configuration.apply(conn, configuration.parse({**changed, "routes": BASIC["routes"][:2]}))
+    result = apply_config(conn, {**changed, "routes": BASIC["routes"][:2]})
     assert result.changes == [
         "deleted route +44 long_code -> GB",
         "deleted route +44 alphanumeric -> GB",
         "deleted route +4420 alphanumeric -> GB",
     ]
-    result = configuration.apply(
-        conn,
-        configuration.parse({**changed, "destinations": BASIC["destinations"], "routes": BASIC["routes"][:2]}),
-    )
+    result = apply_config(conn, {**changed, "destinations": BASIC["destinations"], "routes": BASIC["routes"][:2]})
     assert result.changes == ["updated destination US-SC: rate 200 -> 100", "deleted allocation US-SC/retail"]
 
 
@@ -95,8 +94,8 @@ def test_changes_are_listed(conn):
     ],
 )
 def test_parse_errors_name_the_field(document, message):
-    with pytest.raises(configuration.ConfigError) as raised:
-        configuration.parse(document)
+    with pytest.raises(Invalid) as raised:
+        parse_configuration(document)
     assert str(raised.value).startswith(message)
 
 
@@ -115,8 +114,8 @@ def test_parse_errors_name_the_field(document, message):
     ],
 )
 def test_unknown_references(conn, document, message):
-    with pytest.raises(configuration.ConfigError, match=re.escape(message)):
-        configuration.apply(conn, configuration.parse(document))
+    with pytest.raises(FairlaneError, match=re.escape(message)):
+        apply_config(conn, document)
 
 
 def test_database_rules_are_translated_and_nothing_is_half_applied(conn):
@@ -125,6 +124,6 @@ def test_database_rules_are_translated_and_nothing_is_half_applied(conn):
         "tenants": [{"name": "t", "tenant_set": "s", "senders": [{"address": "12", "type": "short_code"}]}],
     }
     with pytest.raises(FairlaneError) as raised:
-        configuration.apply(conn, configuration.parse(bad_sender))
+        apply_config(conn, bad_sender)
     assert raised.value.field == "address" and "short_code" in raised.value.message
     assert conn.execute("SELECT count(*) FROM fairlane.tenant_sets").fetchone()[0] == 0

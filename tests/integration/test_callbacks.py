@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from db import callbacks
 from db.callbacks import Failure
-from service.callbacks import CallbackSender, CallbackSettings
+from service.workers.callbacks import CallbackSender, CallbackSettings
 from tests.integration.fixtures import BASIC, apply_basic, submit
 
 FAST = CallbackSettings(backoff_seconds=0.01, poll_seconds=0.2)

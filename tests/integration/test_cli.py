@@ -112,9 +112,9 @@ def test_commands_against_database_url(dsn, tmp_path):
     head = migrate.head_revision()
     assert _fairlane("db", "upgrade", cwd=tmp_path, env=env).stdout.strip() == f"database at revision {head}"
     assert _fairlane("db", "url", cwd=tmp_path, env=env).stdout.strip() == dsn
-    applied = _fairlane("apply", str(ROOT / "examples" / "fairlane.toml"), cwd=tmp_path, env=env)
+    applied = _fairlane("apply", str(ROOT / "service" / "cli" / "example.toml"), cwd=tmp_path, env=env)
     assert applied.returncode == 0 and "created tenant acme" in applied.stdout
-    again = _fairlane("apply", str(ROOT / "examples" / "fairlane.toml"), cwd=tmp_path, env=env)
+    again = _fairlane("apply", str(ROOT / "service" / "cli" / "example.toml"), cwd=tmp_path, env=env)
     assert again.stdout.strip() == "no changes"
     assert not (tmp_path / ".fairlane").exists()  # no embedded server was started
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from db import configuration
 from tests.integration.api import ADMIN_TOKEN
 from tests.integration.claiming import backlog
+from tests.integration.fixtures import apply_config
 from tests.integration.processes import ROOT, Process, Simulator, dispatcher, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -43,7 +43,7 @@ def _configure(conn, simulator):
         ],
         "routes": [{"prefix": "+1", "sender_type": "long_code", "destination": "US"}],
     }
-    return configuration.apply(conn, configuration.parse(config)).api_keys
+    return apply_config(conn, config).api_keys
 
 
 class Page(HTMLParser):

@@ -5,9 +5,9 @@ import collections
 import signal
 import socket
 
-from db import configuration
 from tests.fairness import Queue, fairness_error, ideal_rates
 from tests.integration.claiming import backlog
+from tests.integration.fixtures import apply_config
 from tests.integration.processes import Process, Simulator, dispatcher, free_port, wait_until
 
 
@@ -33,7 +33,7 @@ def _configure(
         ],
         "routes": [{"prefix": "+1", "sender_type": "long_code", "destination": "X"}],
     }
-    configuration.apply(conn, configuration.parse(config))
+    apply_config(conn, config)
 
 
 def _statuses(conn):

@@ -5,8 +5,7 @@ import uuid
 import psycopg
 import pytest
 
-from db import configuration
-from tests.integration.fixtures import BASIC, error_detail, insert_outbox, submit
+from tests.integration.fixtures import BASIC, apply_config, error_detail, insert_outbox, submit
 
 
 @pytest.fixture
@@ -15,7 +14,7 @@ def roles(conn, embedded_server):
     suffix = uuid.uuid4().hex[:8]
     names = {"acme": f"acme_{suffix}", "globex": f"globex_{suffix}"}
     tenants = [{**t, "db_role": names[t["name"]]} if t["name"] in names else t for t in BASIC["tenants"]]
-    result = configuration.apply(conn, configuration.parse({**BASIC, "tenants": tenants}))
+    result = apply_config(conn, {**BASIC, "tenants": tenants})
     assert f"granted database role {names['acme']} to tenant acme" in result.changes
     dbname = conn.info.dbname
     connections = {

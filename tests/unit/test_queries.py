@@ -13,7 +13,12 @@ def test_duplicate_names_are_refused():
         queries.parse("-- name: x\nSELECT 1\n-- name: x\nSELECT 2\n")
 
 
-@pytest.mark.parametrize("aggregate", ["configuration", "stats", "bench"])
+AGGREGATES = sorted(
+    path.name.removesuffix(".sql") for path in queries.QUERIES_DIR.iterdir() if path.name.endswith(".sql")
+)
+
+
+@pytest.mark.parametrize("aggregate", AGGREGATES)
 def test_every_query_file_loads_and_is_read_only(aggregate):
     loaded = queries.load(aggregate)
     assert loaded and all(sql.startswith("--") for sql in loaded.values())

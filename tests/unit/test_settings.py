@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from db.migrate import sqlalchemy_url
-from service.settings import Settings, SettingsError
+from service.cli.settings import Settings, SettingsError
 
 
 def test_defaults():

@@ -1,0 +1,86 @@
+"""The dispatcher's database calls (asyncpg): the destinations to serve, claim, complete, throttle."""
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from db import queries
+
+_Q = queries.load("dispatch")
+
+
+@dataclass(frozen=True)
+class Destination:
+    id: int
+    code: str
+    rate: float
+    burst: int
+    gateway: str
+    kind: str
+    url: str
+    timeout_seconds: float
+    max_in_flight: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    message_id: int
+    claim_id: int
+    tenant: str
+    destination: str
+    sender: str
+    recipient: str
+    body: str
+    segments: int
+    expires_at: dt.datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a gateway said about one message."""
+
+    message_id: int
+    outcome: str  # sent | failed | retry | throttled | release
+    provider_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    delay: float | None = None
+
+
+async def destinations(connection: asyncpg.Connection) -> list[Destination]:
+    return [Destination(**dict(row)) for row in await connection.fetch(_Q["destinations"])]
+
+
+async def claim(connection: asyncpg.Connection, destination_id: int, limit: int, lease_seconds: float) -> list[Claimed]:
+    rows = await connection.fetch(_Q["claim"], destination_id, limit, lease_seconds)
+    return [Claimed(**dict(row)) for row in rows]
+
+
+async def complete(connection: asyncpg.Connection, claim_id: int, answers: Sequence[Answer], max_attempts: int) -> int:
+    result = await connection.fetchval(
+        _Q["complete"],
+        claim_id,
+        [a.message_id for a in answers],
+        [a.outcome for a in answers],
+        [a.provider_id for a in answers],
+        [a.error_code for a in answers],
+        [a.error_message for a in answers],
+        [a.delay for a in answers],
+        max_attempts,
+    )
+    return int(result)
+
+
+async def throttle(connection: asyncpg.Connection, destination_id: int) -> float:
+    return float(await connection.fetchval(_Q["throttle"], destination_id))
+
+
+async def ready(connection: asyncpg.Connection, destination_id: int) -> bool:
+    return bool(await connection.fetchval(_Q["ready"], destination_id))
+
+
+async def queue_waits(connection: asyncpg.Connection, message_ids: Sequence[int]) -> list[float]:
+    return [row[0] for row in await connection.fetch(_Q["queue_waits"], list(message_ids))]

@@ -1,0 +1,97 @@
+"""The tenant side of the HTTP API (asyncpg): authentication, submission, reading, cancelling, queues.
+
+Messages come back as fairlane.message_details shows them, events and queues as rows (dicts): the API
+shows them in service/model/messages.py's shapes."""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from db import queries
+from db.configuration import hash_api_key
+from db.errors import FairlaneError, translate
+
+_Q = queries.load("messages")
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One submission's outcome: the message (the original one when replayed), or the error."""
+
+    message: dict[str, Any] | None
+    replayed: bool
+    error: FairlaneError | None
+
+
+async def authenticate(connection: asyncpg.Connection, api_key: str) -> Tenant | None:
+    row = await connection.fetchrow(_Q["authenticate"], hash_api_key(api_key))
+    return Tenant(row["id"], row["name"]) if row else None
+
+
+def _error(error: dict[str, Any]) -> FairlaneError:
+    details = error.get("details") or {}
+    return FairlaneError(
+        code=error["code"],
+        message=error["message"],
+        field=error.get("field"),
+        value=error.get("value"),
+        details=details,
+    )
+
+
+async def submit(connection: asyncpg.Connection, submissions: Sequence[dict[str, Any]]) -> list[Submitted]:
+    """Submit messages (dicts with the fields of fairlane.submission_v1), each judged on its own. Raises
+    asyncpg.SerializationError when another transaction claimed one of their idempotency keys meanwhile
+    (retry: db.transaction.with_retries)."""
+    rows = await connection.fetch(_Q["submit"], json.dumps(submissions))
+    return [
+        Submitted(
+            message=json.loads(row["message"]) if row["message"] else None,
+            replayed=row["replayed"],
+            error=_error(json.loads(row["error"])) if row["error"] else None,
+        )
+        for row in rows
+    ]
+
+
+async def message(connection: asyncpg.Connection, tenant_id: int, message_id: int) -> dict[str, Any] | None:
+    value = await connection.fetchval(_Q["message"], tenant_id, message_id)
+    return json.loads(value) if value else None
+
+
+async def messages(
+    connection: asyncpg.Connection,
+    tenant_id: int,
+    *,
+    status: str | None,
+    destination: str | None,
+    limit: int,
+    before_id: int,
+) -> list[dict[str, Any]]:
+    rows = await connection.fetch(_Q["messages"], tenant_id, status, destination, limit, before_id)
+    return [json.loads(row["message"]) for row in rows]
+
+
+async def events(connection: asyncpg.Connection, tenant_id: int, message_id: int) -> list[dict[str, Any]]:
+    """A message's events, oldest first: id, status, at, detail."""
+    rows = await connection.fetch(_Q["events"], tenant_id, message_id)
+    return [{**row, "detail": json.loads(row["detail"]) if row["detail"] else None} for row in rows]
+
+
+async def cancel(connection: asyncpg.Connection, tenant_id: int, message_id: int) -> str:
+    with translate():
+        return str(await connection.fetchval(_Q["cancel"], tenant_id, message_id))
+
+
+async def queues(connection: asyncpg.Connection, tenant_id: int) -> list[dict[str, Any]]:
+    """A tenant's queues as fairlane.queue_state shows them."""
+    return [dict(row) for row in await connection.fetch(_Q["queues"], tenant_id)]

@@ -1,0 +1,296 @@
+"""Table metadata (SQLAlchemy Core) of schema ``fairlane``, as the migrations build it.
+
+The migrations are the source of truth; a test checks that this metadata and the migrated schema agree.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+SCHEMA = "fairlane"
+# PostgreSQL's own default names, so the metadata names what the migrations' DDL creates
+metadata = MetaData(
+    schema=SCHEMA,
+    naming_convention={
+        "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+        "uq": "%(table_name)s_%(column_0_N_name)s_key",
+        "fk": "%(table_name)s_%(column_0_N_name)s_fkey",
+        "pk": "%(table_name)s_pkey",
+    },
+)
+
+TIMESTAMPTZ = TIMESTAMP(timezone=True)
+
+
+def _id() -> Column[int]:
+    return Column("id", BigInteger, Identity(always=True), primary_key=True)
+
+
+def _created_at() -> Column[object]:
+    return Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()"))
+
+
+tenant_sets = Table(
+    "tenant_sets",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("weight", Numeric, nullable=False, server_default=text("1")),
+    _created_at(),
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("tenant_set_id", BigInteger, ForeignKey("tenant_sets.id"), nullable=False, index=True),
+    Column("weight", Numeric, nullable=False, server_default=text("1")),
+    Column("status_callback", Text),
+    Column("signing_secret", Text, nullable=False),
+    _created_at(),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("key_hash", Text, nullable=False, unique=True),
+    _created_at(),
+    Column("revoked_at", TIMESTAMPTZ),
+)
+
+tenant_roles = Table(
+    "tenant_roles",
+    metadata,
+    Column("role_name", Text, primary_key=True),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+)
+
+senders = Table(
+    "senders",
+    metadata,
+    _id(),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id"), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("rate_cap", Numeric),
+    _created_at(),
+    UniqueConstraint("tenant_id", "address", name="senders_tenant_id_address_key"),
+    UniqueConstraint("id", "tenant_id", name="senders_id_tenant_id_key"),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("timeout_seconds", Numeric, nullable=False, server_default=text("10")),
+    Column("max_in_flight", Integer, nullable=False, server_default=text("100")),
+    _created_at(),
+    Column("receipts_token", Text),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    _id(),
+    Column("code", Text, nullable=False, unique=True),
+    Column("gateway_id", BigInteger, ForeignKey("gateways.id"), nullable=False, index=True),
+    Column("rate", Numeric, nullable=False),
+    Column("burst", Integer, nullable=False, server_default=text("1")),
+    Column("max_drain_seconds", Integer, nullable=False, server_default=text("14400")),
+    Column("default_validity_seconds", Integer, nullable=False, server_default=text("36000")),
+    _created_at(),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column(
+        "destination_id",
+        BigInteger,
+        ForeignKey("destinations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "tenant_set_id",
+        BigInteger,
+        ForeignKey("tenant_sets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("weight", Numeric),
+    Column("rate", Numeric),
+)
+
+routes = Table(
+    "routes",
+    metadata,
+    _id(),
+    Column("prefix", Text, nullable=False),
+    Column("sender_type", Text, nullable=False),
+    Column("destination_id", BigInteger, ForeignKey("destinations.id"), nullable=False, index=True),
+    UniqueConstraint("prefix", "sender_type", name="routes_prefix_sender_type_key"),
+)
+
+queues = Table(
+    "queues",
+    metadata,
+    _id(),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id"), nullable=False),
+    Column("destination_id", BigInteger, ForeignKey("destinations.id"), nullable=False, index=True),
+    Column("sender_id", BigInteger, nullable=False),
+    Column("queued_count", Integer, nullable=False, server_default=text("0")),
+    Column("queued_segments", BigInteger, nullable=False, server_default=text("0")),
+    _created_at(),
+    UniqueConstraint("tenant_id", "destination_id", "sender_id", name="queues_tenant_id_destination_id_sender_id_key"),
+    Column("vtime", Float, nullable=False, server_default=text("0")),
+    Column("portion", Float),
+    Column("not_before", TIMESTAMPTZ),
+    Column("recent_rate", Float, nullable=False, server_default=text("0")),
+    Column("rate_at", TIMESTAMPTZ),
+    UniqueConstraint("id", "tenant_id", name="queues_id_tenant_id_key"),
+    Index("queues_claim_idx", "destination_id", "vtime", "id", postgresql_where=text("queued_count > 0")),
+    ForeignKeyConstraint(
+        ["sender_id", "tenant_id"],
+        ["senders.id", "senders.tenant_id"],
+        name="queues_sender_id_tenant_id_fkey",
+    ),
+    postgresql_with={"fillfactor": 50},
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("tenant_id", BigInteger, nullable=False),
+    Column("queue_id", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("segments", Integer, nullable=False),
+    Column("encoding", Text, nullable=False),
+    Column("send_at", TIMESTAMPTZ),
+    Column("expires_at", TIMESTAMPTZ, nullable=False),
+    Column("status_callback", Text),
+    Column("idempotency_key", Text),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("lease_until", TIMESTAMPTZ),
+    Column("provider_id", Text),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    _created_at(),
+    Column("updated_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("available_at", TIMESTAMPTZ),
+    Column("claim_id", BigInteger),
+    ForeignKeyConstraint(
+        ["queue_id", "tenant_id"],
+        ["queues.id", "queues.tenant_id"],
+        name="messages_queue_id_tenant_id_fkey",
+    ),
+    Index("messages_ready_idx", "queue_id", "id", postgresql_where=text("status = 'queued'")),
+    Index("messages_scheduled_idx", "send_at", postgresql_where=text("status = 'scheduled'")),
+    Index("messages_tenant_id_idx", "tenant_id", "id"),
+    Index("messages_lease_idx", "lease_until", postgresql_where=text("status = 'sending'")),
+    Index("messages_provider_id_idx", "provider_id", postgresql_where=text("provider_id IS NOT NULL")),
+    postgresql_with={"fillfactor": 90},
+)
+
+destination_state = Table(
+    "destination_state",
+    metadata,
+    Column("destination_id", BigInteger, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("portions_version", BigInteger, nullable=False, server_default=text("0")),
+    Column("portions_at", TIMESTAMPTZ),
+    postgresql_with={"fillfactor": 50},
+)
+
+# A destination's token bucket in slices (docs/decisions/0011): concurrent claimers lock different rows.
+destination_slices = Table(
+    "destination_slices",
+    metadata,
+    Column("destination_id", BigInteger, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("slice", Integer, primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", TIMESTAMPTZ, nullable=False),
+    Column("rate_factor", Float, nullable=False, server_default=text("1")),
+    Column("throttled_at", TIMESTAMPTZ),
+    Column("virtual_time", Float, nullable=False, server_default=text("0")),
+    Column("recent_rate", Float, nullable=False, server_default=text("0")),
+    Column("rate_at", TIMESTAMPTZ),
+    postgresql_with={"fillfactor": 50},
+)
+
+message_events = Table(
+    "message_events",
+    metadata,
+    _id(),
+    Column("message_id", BigInteger, nullable=False),
+    Column("tenant_id", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
+    Column("detail", JSONB),
+    Index("message_events_message_id_idx", "message_id", "id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("request_hash", Text, nullable=False),
+    Column("message_id", BigInteger, nullable=False),
+    _created_at(),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("tenant", Text),
+    Column("recipient", Text),
+    Column("body", Text),
+    Column("sender", Text),
+    Column("destination", Text),
+    Column("idempotency_key", Text),
+    Column("send_at", TIMESTAMPTZ),
+    Column("validity_seconds", Integer),
+    Column("status_callback", Text),
+    Column("row_number", BigInteger, Identity(always=True), nullable=False),
+    Index("outbox_row_number_idx", "row_number"),
+    prefixes=["UNLOGGED"],
+)
+
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("event_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("tenant_id", BigInteger, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("delivered_at", TIMESTAMPTZ),
+    Column("abandoned_at", TIMESTAMPTZ),
+    Column("last_error", Text),
+    _created_at(),
+    Index(
+        "callbacks_due_idx", "next_attempt_at", postgresql_where=text("delivered_at IS NULL AND abandoned_at IS NULL")
+    ),
+    postgresql_with={"fillfactor": 80},
+)

@@ -1,0 +1,55 @@
+"""Prometheus metrics of one dispatcher process (`fairlane dispatch --metrics-port P`)."""
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+logger = logging.getLogger(__name__)
+
+
+class DispatchMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.dispatched = Counter(
+            "fairlane_dispatched_segments",
+            "Segments the gateway accepted",
+            ["destination", "tenant"],
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "fairlane_queue_wait_seconds",
+            "Time from acceptance to claim",
+            ["destination"],
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+        )
+        self.gateway_seconds = Histogram(
+            "fairlane_gateway_seconds",
+            "Gateway call latency",
+            ["gateway"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.outcomes = Counter(
+            "fairlane_gateway_outcomes",
+            "Gateway answers: sent, failed, retry, throttled, release",
+            ["gateway", "outcome"],
+            registry=self.registry,
+        )
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, addr="127.0.0.1", registry=self.registry)
+
+
+def serve(port: int | None) -> DispatchMetrics | None:
+    """Metrics served on 127.0.0.1:port/metrics; None without a port, or when the port is taken (metrics are
+    an aid: dispatching goes on without them)."""
+    if port is None:
+        return None
+    metrics = DispatchMetrics()
+    try:
+        metrics.serve(port)
+    except OSError as error:
+        logger.warning("metrics port unavailable", extra={"port": port, "error": str(error)})
+        return None
+    return metrics

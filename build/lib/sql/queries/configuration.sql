@@ -1,0 +1,118 @@
+-- Queries of `fairlane apply` (psycopg, %(name)s parameters).
+
+-- name: tenant_set
+-- One tenant set by name.
+SELECT weight FROM fairlane.tenant_sets WHERE name = %(name)s
+
+-- name: upsert_tenant_set
+-- Create a tenant set or change its weight.
+INSERT INTO fairlane.tenant_sets (name, weight) VALUES (%(name)s, %(weight)s)
+ON CONFLICT (name) DO UPDATE SET weight = excluded.weight
+
+-- name: gateway
+-- One gateway by name.
+SELECT kind, url, timeout_seconds, max_in_flight, receipts_token FROM fairlane.gateways WHERE name = %(name)s
+
+-- name: upsert_gateway
+-- Create or change a gateway.
+INSERT INTO fairlane.gateways (name, kind, url, timeout_seconds, max_in_flight, receipts_token)
+VALUES (%(name)s, %(kind)s, %(url)s, %(timeout_seconds)s, %(max_in_flight)s, %(receipts_token)s)
+ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, url = excluded.url,
+    timeout_seconds = excluded.timeout_seconds, max_in_flight = excluded.max_in_flight,
+    receipts_token = excluded.receipts_token
+
+-- name: destination
+-- One destination by code, with its gateway's name.
+SELECT g.name AS gateway, d.rate, d.burst, d.max_drain_seconds, d.default_validity_seconds
+FROM fairlane.destinations d JOIN fairlane.gateways g ON g.id = d.gateway_id WHERE d.code = %(code)s
+
+-- name: upsert_destination
+-- Create or change a destination.
+INSERT INTO fairlane.destinations (code, gateway_id, rate, burst, max_drain_seconds, default_validity_seconds)
+SELECT %(code)s, g.id, %(rate)s, %(burst)s, %(max_drain_seconds)s, %(default_validity_seconds)s
+FROM fairlane.gateways g WHERE g.name = %(gateway)s
+ON CONFLICT (code) DO UPDATE SET gateway_id = excluded.gateway_id, rate = excluded.rate,
+    burst = excluded.burst, max_drain_seconds = excluded.max_drain_seconds,
+    default_validity_seconds = excluded.default_validity_seconds
+
+-- name: allocations
+-- A destination's per-tenant-set allocations.
+SELECT ts.name AS tenant_set, a.weight, a.rate
+FROM fairlane.allocations a
+JOIN fairlane.destinations d ON d.id = a.destination_id
+JOIN fairlane.tenant_sets ts ON ts.id = a.tenant_set_id
+WHERE d.code = %(code)s
+
+-- name: upsert_allocation
+-- Create or change one allocation.
+INSERT INTO fairlane.allocations (destination_id, tenant_set_id, weight, rate)
+SELECT d.id, ts.id, %(weight)s, %(rate)s
+FROM fairlane.destinations d, fairlane.tenant_sets ts
+WHERE d.code = %(code)s AND ts.name = %(tenant_set)s
+ON CONFLICT (destination_id, tenant_set_id) DO UPDATE SET weight = excluded.weight, rate = excluded.rate
+
+-- name: delete_allocation
+-- Remove one allocation.
+DELETE FROM fairlane.allocations a
+USING fairlane.destinations d, fairlane.tenant_sets ts
+WHERE a.destination_id = d.id AND a.tenant_set_id = ts.id AND d.code = %(code)s AND ts.name = %(tenant_set)s
+
+-- name: tenant
+-- One tenant by name, with its set's name.
+SELECT ts.name AS tenant_set, t.weight, t.status_callback
+FROM fairlane.tenants t JOIN fairlane.tenant_sets ts ON ts.id = t.tenant_set_id WHERE t.name = %(name)s
+
+-- name: upsert_tenant
+-- Create or change a tenant.
+INSERT INTO fairlane.tenants (name, tenant_set_id, weight, status_callback)
+SELECT %(name)s, ts.id, %(weight)s, %(status_callback)s FROM fairlane.tenant_sets ts WHERE ts.name = %(tenant_set)s
+ON CONFLICT (name) DO UPDATE SET tenant_set_id = excluded.tenant_set_id, weight = excluded.weight,
+    status_callback = excluded.status_callback
+RETURNING id
+
+-- name: insert_api_key
+-- Store a new API key's digest for a tenant.
+INSERT INTO fairlane.api_keys (tenant_id, key_hash)
+SELECT t.id, %(key_hash)s FROM fairlane.tenants t WHERE t.name = %(tenant)s
+
+-- name: sender
+-- One sender of a tenant.
+SELECT s.type, s.rate_cap FROM fairlane.senders s JOIN fairlane.tenants t ON t.id = s.tenant_id
+WHERE t.name = %(tenant)s AND s.address = %(address)s
+
+-- name: upsert_sender
+-- Create or change a sender of a tenant.
+INSERT INTO fairlane.senders (tenant_id, address, type, rate_cap)
+SELECT t.id, %(address)s, %(type)s, %(rate_cap)s FROM fairlane.tenants t WHERE t.name = %(tenant)s
+ON CONFLICT (tenant_id, address) DO UPDATE SET type = excluded.type, rate_cap = excluded.rate_cap
+
+-- name: grant_tenant_role
+-- Map a database role to a tenant (creating the role when missing); true when something changed.
+SELECT fairlane.grant_tenant_role_v1(%(tenant)s, %(role)s) AS changed
+
+-- name: routes
+-- The whole routing table.
+SELECT r.prefix, r.sender_type, d.code AS destination
+FROM fairlane.routes r JOIN fairlane.destinations d ON d.id = r.destination_id
+
+-- name: delete_route
+-- Remove one route.
+DELETE FROM fairlane.routes WHERE prefix = %(prefix)s AND sender_type = %(sender_type)s
+
+-- name: upsert_route
+-- Create or change one route.
+INSERT INTO fairlane.routes (prefix, sender_type, destination_id)
+SELECT %(prefix)s, %(sender_type)s, d.id FROM fairlane.destinations d WHERE d.code = %(destination)s
+ON CONFLICT (prefix, sender_type) DO UPDATE SET destination_id = excluded.destination_id
+
+-- name: is_configured
+-- Whether any destination exists (an unconfigured database gets the example configuration).
+SELECT EXISTS (SELECT FROM fairlane.destinations) AS configured
+
+-- name: gateways
+-- Every gateway.
+SELECT name, kind, url, receipts_token FROM fairlane.gateways ORDER BY name
+
+-- name: tenants
+-- Every tenant's name, the demo tenant first when there is one.
+SELECT name FROM fairlane.tenants ORDER BY name <> 'demo', name

@@ -1,0 +1,41 @@
+"""The HTTP API (aiohttp, SPEC §5): `create_app(settings)` builds the application from the route table
+(service/api/routes), with its middlewares (service/api/middlewares.py) and its resources as cleanup
+contexts: the asyncpg pool and the group-commit submitter, and the psycopg pool of the admin side."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from db import admin, migrate, pool
+from service.api import openapi
+from service.api.auth import KEYS, LIMITER, KeyCache, RateLimiter
+from service.api.metrics import ApiMetrics
+from service.api.middlewares import errors, measured
+from service.api.routes import ROUTES
+from service.api.routing import add_routes
+from service.api.state import ADMIN_POOL, HEAD_REVISION, METRICS, OPENAPI, POOL, SETTINGS, SUBMITTER, ApiSettings
+from service.api.submitter import Submitter
+
+
+def create_app(settings: ApiSettings) -> web.Application:
+    app = web.Application(middlewares=[measured, errors], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[HEAD_REVISION] = migrate.head_revision()
+    app[METRICS] = ApiMetrics()
+    app[LIMITER] = RateLimiter(settings.tenant_rate)
+    app[KEYS] = KeyCache()
+    app[OPENAPI] = openapi.document(ROUTES)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        app[POOL] = await pool.create(settings.dsn, min_size=2, max_size=10)
+        app[SUBMITTER] = Submitter(app[POOL])
+        app[ADMIN_POOL] = await asyncio.to_thread(admin.open_pool, settings.dsn)
+        yield
+        await app[SUBMITTER].close()
+        await app[POOL].close()
+        await asyncio.to_thread(app[ADMIN_POOL].close)
+
+    app.cleanup_ctx.append(database)
+    add_routes(app.router, ROUTES)
+    return app

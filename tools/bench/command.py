@@ -1,0 +1,53 @@
+"""`fairlane bench NAME`: benchmarks that print figures (registered through the `fairlane.commands` entry
+point). Each creates its own scratch database next to the one in use."""
+
+import argparse
+
+from service.cli.database import close_database, open_database
+from service.cli.main import positive
+from service.cli.settings import Settings
+
+
+def positive_list(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(positive(part) for part in value.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of positive integers, got {value!r}") from error
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    bench = commands.add_parser("bench", help="benchmarks that print figures")
+    bench.add_argument("name", choices=("outbox", "dispatch", "e2e", "api"))
+    bench.add_argument("--rows", type=int, default=100_000, help="outbox: rows per run")
+    bench.add_argument("--seconds", type=float, help="dispatch, api: seconds per run (default 3 and 5)")
+    bench.add_argument("--concurrency", type=positive, default=64, help="api: concurrent single POSTs")
+    bench.add_argument("--large", type=int, default=1_000_000, help="dispatch: the large backlog")
+    bench.add_argument(
+        "--processes", type=positive_list, default=(1, 2, 4), help="dispatch: process counts, e.g. 1,4,8"
+    )
+    bench.add_argument("--batches", type=positive_list, default=(10, 100), help="dispatch: batch sizes, e.g. 10,100")
+    bench.set_defaults(handler=run)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from tools.bench import api, dispatch, e2e, outbox
+
+    database = open_database(settings)
+    try:
+        if args.name == "outbox":
+            outbox.main(database.dsn, rows=args.rows)
+        elif args.name == "dispatch":
+            dispatch.main(
+                database.dsn,
+                seconds=3.0 if args.seconds is None else args.seconds,
+                large=args.large,
+                processes=args.processes,
+                batches=args.batches,
+            )
+        elif args.name == "api":
+            api.main(database.dsn, seconds=5.0 if args.seconds is None else args.seconds, concurrency=args.concurrency)
+        else:
+            e2e.main(database.dsn)
+    finally:
+        close_database(settings, database)
+    return 0
