@@ -178,6 +178,16 @@ def put_routes(connection: Connection, values: list[Document]) -> list[Entity]:
     return routes(connection)
 
 
+def retention(connection: Connection) -> int:
+    """How long finished messages are kept, in seconds."""
+    return int(_found(_one(connection, "retention"), "settings")["seconds"])
+
+
+def put_retention(connection: Connection, value: Document) -> int:
+    configuration.apply(connection, {"retention": value})
+    return retention(connection)
+
+
 def queue_scores(connection: Connection, destination_code: str | None) -> list[Entity]:
     return _all(connection, "queue_scores", destination=destination_code)
 

@@ -4,8 +4,8 @@ routing table, each given as a plain mapping (the shapes of service/model/config
 `model_dump()` gives them).
 
 Applying is idempotent: each entity is compared with what the database holds and only differences are
-written; the result lists every change. Entities absent from the document are left alone, except routes:
-the document's ``routes`` (when not None) is the whole routing table.
+written; the result lists every change (`retention` is in seconds). Entities absent from the document are
+left alone, except routes: the document's ``routes`` (when not None) is the whole routing table.
 """
 
 import hashlib
@@ -76,10 +76,21 @@ def _upsert(
 
 
 def apply(connection: psycopg.Connection[Any], configuration: Entity) -> Result:
-    """Apply a configuration document (tenant_sets, gateways, destinations, tenants, routes; each key
-    optional) in one transaction; return what changed."""
+    """Apply a configuration document (retention, tenant_sets, gateways, destinations, tenants, routes; each
+    key optional) in one transaction; return what changed."""
     result = Result()
     with translate(), connection.transaction(), connection.cursor(row_factory=dict_row) as cursor:
+        if configuration.get("retention") is not None:
+            _upsert(
+                cursor,
+                result,
+                "retention",
+                "of finished messages",
+                "retention",
+                "update_retention",
+                {},
+                {"retention_seconds": configuration["retention"]["finished_messages"]},
+            )
         for tenant_set in configuration.get("tenant_sets", ()):
             _upsert(
                 cursor,

@@ -1,5 +1,6 @@
-"""The maintenance leader's database calls (asyncpg): leadership, lease rescue, scheduled promotion,
-pruning. One process at a time holds the leadership (a session advisory lock on its own connection)."""
+"""The maintenance leader's database calls (asyncpg): leadership, lease rescue, scheduled promotion, the
+expiry sweeper, partitions and retention, pruning. One process at a time holds the leadership (a session
+advisory lock on its own connection); each call does a bounded amount of work."""
 
 import asyncpg
 
@@ -22,7 +23,22 @@ async def promote(connection: asyncpg.Connection) -> int:
     return int(await connection.fetchval(_Q["promote"]))
 
 
-async def prune(connection: asyncpg.Connection) -> None:
-    """Forget idempotency keys and finished status callbacks older than a day."""
-    await connection.execute(_Q["prune_idempotency_keys"])
-    await connection.execute(_Q["prune_callbacks"])
+async def expire(connection: asyncpg.Connection) -> int:
+    """Expire queued and scheduled messages past their validity; returns how many."""
+    return int(await connection.fetchval(_Q["expire"]))
+
+
+async def make_history_partition(connection: asyncpg.Connection) -> bool:
+    """Make the next partition of finished messages and events if one is due (each call its own transaction,
+    so its locks last a moment); whether it made one."""
+    return bool(await connection.fetchval(_Q["make_history_partition"]))
+
+
+async def drop_history_partition(connection: asyncpg.Connection) -> bool:
+    """Drop the oldest partition of finished messages and events past the retention; whether it dropped one."""
+    return bool(await connection.fetchval(_Q["drop_history_partition"]))
+
+
+async def prune(connection: asyncpg.Connection) -> int:
+    """Forget idempotency keys and finished callbacks older than a day (bounded); returns how many rows."""
+    return int(await connection.fetchval(_Q["prune"]))

@@ -3,6 +3,7 @@
 Messages come back as fairlane.message_details shows them, events and queues as rows (dicts): the API
 shows them in service/model/messages.py's shapes."""
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,3 +96,8 @@ async def cancel(connection: asyncpg.Connection, tenant_id: int, message_id: int
 async def queues(connection: asyncpg.Connection, tenant_id: int) -> list[dict[str, Any]]:
     """A tenant's queues as fairlane.queue_state shows them."""
     return [dict(row) for row in await connection.fetch(_Q["queues"], tenant_id)]
+
+
+async def usage(connection: asyncpg.Connection, tenant: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    """A tenant's usage per UTC day from `first` to `last` (inclusive) as fairlane.usage_daily counts it."""
+    return [dict(row) for row in await connection.fetch(_Q["usage"], tenant, first, last)]

@@ -37,14 +37,20 @@ class Table:
     rows: tuple[tuple[Any, ...], ...]
 
 
+def _table(connection: psycopg.Connection[Any], title: str, query: str) -> Table:
+    cursor = connection.execute(_Q[query])
+    columns = tuple(column.name for column in cursor.description or ())
+    return Table(title, columns, tuple(tuple(row) for row in cursor.fetchall()))
+
+
 def tables(connection: psycopg.Connection[Any]) -> list[Table]:
     """The destination and queue tables of `fairlane stats`."""
-    result = []
-    for title, name in (("destinations", "stats_destinations"), ("queues", "stats_queues")):
-        cursor = connection.execute(_Q[name])
-        columns = tuple(column.name for column in cursor.description or ())
-        result.append(Table(title, columns, tuple(tuple(row) for row in cursor.fetchall())))
-    return result
+    return [_table(connection, "destinations", "stats_destinations"), _table(connection, "queues", "stats_queues")]
+
+
+def storage(connection: psycopg.Connection[Any]) -> Table:
+    """`fairlane stats --storage`: every fairlane table's and index's size, live and dead rows, last vacuum."""
+    return _table(connection, "storage", "storage")
 
 
 def dashboard(connection: psycopg.Connection[Any]) -> dict[str, Any]:

@@ -5,7 +5,9 @@ The migrations are the source of truth; a test checks that this metadata and the
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
+    Date,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -14,6 +16,8 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -176,41 +180,73 @@ queues = Table(
     postgresql_with={"fillfactor": 50},
 )
 
-messages = Table(
-    "messages",
+
+def _message_columns() -> list[Column[object]]:
+    return [
+        Column("id", BigInteger, nullable=False, server_default=text("nextval('fairlane.messages_id_seq'::regclass)")),
+        Column("tenant_id", BigInteger, nullable=False),
+        Column("queue_id", BigInteger, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("recipient", Text, nullable=False),
+        Column("body", Text, nullable=False),
+        Column("segments", Integer, nullable=False),
+        Column("encoding", Text, nullable=False),
+        Column("send_at", TIMESTAMPTZ),
+        Column("expires_at", TIMESTAMPTZ, nullable=False),
+        Column("status_callback", Text),
+        Column("idempotency_key", Text),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("lease_until", TIMESTAMPTZ),
+        Column("provider_id", Text),
+        Column("error_code", Text),
+        Column("error_message", Text),
+        _created_at(),
+        Column("updated_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+        Column("available_at", TIMESTAMPTZ),
+        Column("claim_id", BigInteger),
+        Column("finished_at", TIMESTAMPTZ),
+        Column("event_count", Integer, nullable=False, server_default=text("0")),
+    ]
+
+
+# Messages: the live and the finished apart (docs/decisions/0014). The finished partitions of
+# messages_finished (messages_finished_p<date>_<time>) come and go with retention and are not declared here.
+messages = Table("messages", metadata, *_message_columns(), postgresql_partition_by="LIST (finished_at)")
+
+messages_live = Table(
+    "messages_live",
     metadata,
-    Column("id", BigInteger, Identity(always=False), primary_key=True),
-    Column("tenant_id", BigInteger, nullable=False),
-    Column("queue_id", BigInteger, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("recipient", Text, nullable=False),
-    Column("body", Text, nullable=False),
-    Column("segments", Integer, nullable=False),
-    Column("encoding", Text, nullable=False),
-    Column("send_at", TIMESTAMPTZ),
-    Column("expires_at", TIMESTAMPTZ, nullable=False),
-    Column("status_callback", Text),
-    Column("idempotency_key", Text),
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("lease_until", TIMESTAMPTZ),
-    Column("provider_id", Text),
-    Column("error_code", Text),
-    Column("error_message", Text),
-    _created_at(),
-    Column("updated_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
-    Column("available_at", TIMESTAMPTZ),
-    Column("claim_id", BigInteger),
+    *_message_columns(),
+    PrimaryKeyConstraint("id", name="messages_live_pkey"),
     ForeignKeyConstraint(
         ["queue_id", "tenant_id"],
         ["queues.id", "queues.tenant_id"],
-        name="messages_queue_id_tenant_id_fkey",
+        name="messages_live_queue_id_tenant_id_fkey",
     ),
     Index("messages_ready_idx", "queue_id", "id", postgresql_where=text("status = 'queued'")),
     Index("messages_scheduled_idx", "send_at", postgresql_where=text("status = 'scheduled'")),
-    Index("messages_tenant_id_idx", "tenant_id", "id"),
+    Index("messages_live_tenant_id_idx", "tenant_id", "id"),
     Index("messages_lease_idx", "lease_until", postgresql_where=text("status = 'sending'")),
-    Index("messages_provider_id_idx", "provider_id", postgresql_where=text("provider_id IS NOT NULL")),
-    postgresql_with={"fillfactor": 90},
+    Index("messages_expiry_idx", "expires_at", postgresql_where=text("status IN ('queued', 'scheduled')")),
+)
+
+messages_finished = Table(
+    "messages_finished",
+    metadata,
+    *_message_columns(),
+    Index("messages_finished_id_idx", "id"),
+    Index("messages_finished_tenant_id_idx", "tenant_id", "id"),
+    Index("messages_finished_provider_id_idx", "provider_id", postgresql_where=text("provider_id IS NOT NULL")),
+    postgresql_partition_by="RANGE (finished_at)",
+)
+
+messages_finished_default = Table(
+    "messages_finished_default",
+    metadata,
+    *_message_columns(),
+    Index("messages_finished_default_id_idx", "id"),
+    Index("messages_finished_default_tenant_id_id_idx", "tenant_id", "id"),
+    Index("messages_finished_default_provider_id_idx", "provider_id", postgresql_where=text("provider_id IS NOT NULL")),
 )
 
 destination_state = Table(
@@ -238,16 +274,72 @@ destination_slices = Table(
     postgresql_with={"fillfactor": 50},
 )
 
-message_events = Table(
-    "message_events",
+
+def _event_columns() -> list[Column[object]]:
+    return [
+        Column(
+            "id", BigInteger, nullable=False, server_default=text("nextval('fairlane.message_events_id_seq'::regclass)")
+        ),
+        Column("message_id", BigInteger, nullable=False),
+        Column("tenant_id", BigInteger, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
+        Column("detail", JSONB),
+        Column("finished_at", TIMESTAMPTZ),
+    ]
+
+
+message_events = Table("message_events", metadata, *_event_columns(), postgresql_partition_by="LIST (finished_at)")
+
+message_events_live = Table(
+    "message_events_live",
     metadata,
-    _id(),
-    Column("message_id", BigInteger, nullable=False),
-    Column("tenant_id", BigInteger, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
-    Column("detail", JSONB),
-    Index("message_events_message_id_idx", "message_id", "id"),
+    *_event_columns(),
+    PrimaryKeyConstraint("id", name="message_events_live_pkey"),
+    Index("message_events_live_message_id_idx", "message_id", "id"),
+)
+
+message_events_finished = Table(
+    "message_events_finished",
+    metadata,
+    *_event_columns(),
+    Index("message_events_finished_message_id_idx", "message_id", "id"),
+    postgresql_partition_by="RANGE (finished_at)",
+)
+
+message_events_finished_default = Table(
+    "message_events_finished_default",
+    metadata,
+    *_event_columns(),
+    Index("message_events_finished_default_message_id_id_idx", "message_id", "id"),
+)
+
+history_partitions = Table(
+    "history_partitions",
+    metadata,
+    Column("lower", TIMESTAMPTZ, primary_key=True),
+    Column("upper", TIMESTAMPTZ, nullable=False),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("one", Boolean, primary_key=True, server_default=text("true")),
+    Column("retention_seconds", Integer, nullable=False, server_default=text("2592000")),
+)
+
+usage_counters = Table(
+    "usage_counters",
+    metadata,
+    Column("tenant_id", BigInteger, primary_key=True),
+    Column("destination_id", BigInteger, primary_key=True),
+    Column("sender_id", BigInteger, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("messages", BigInteger, nullable=False, server_default=text("0")),
+    Column("segments", BigInteger, nullable=False, server_default=text("0")),
+    postgresql_with={"fillfactor": 70},
 )
 
 idempotency_keys = Table(
@@ -258,6 +350,7 @@ idempotency_keys = Table(
     Column("request_hash", Text, nullable=False),
     Column("message_id", BigInteger, nullable=False),
     _created_at(),
+    Index("idempotency_keys_created_at_idx", "created_at"),
 )
 
 outbox = Table(
@@ -289,8 +382,14 @@ callbacks = Table(
     Column("abandoned_at", TIMESTAMPTZ),
     Column("last_error", Text),
     _created_at(),
+    Column("payload", Text, nullable=False),
     Index(
         "callbacks_due_idx", "next_attempt_at", postgresql_where=text("delivered_at IS NULL AND abandoned_at IS NULL")
+    ),
+    Index(
+        "callbacks_finished_idx",
+        text("coalesce(delivered_at, abandoned_at)"),
+        postgresql_where=text("delivered_at IS NOT NULL OR abandoned_at IS NOT NULL"),
     ),
     postgresql_with={"fillfactor": 80},
 )

@@ -17,11 +17,12 @@ $$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA fairlane FROM PUBLIC;
 GRANT USAGE ON SCHEMA fairlane TO fairlane_tenant;
 GRANT INSERT ON fairlane.outbox TO fairlane_tenant;
-GRANT SELECT ON fairlane.messages, fairlane.message_events TO fairlane_tenant;
+GRANT SELECT ON fairlane.messages, fairlane.message_events, fairlane.usage_daily TO fairlane_tenant;
 GRANT EXECUTE ON FUNCTION fairlane.submit(text, text, text, text, text, text, timestamptz, integer, text)
     TO fairlane_tenant;
 GRANT EXECUTE ON FUNCTION fairlane.role_tenant_id_v1(name), fairlane.role_tenant_v1(name),
-    fairlane.raise_v1(text, text, text, text, bigint, jsonb), fairlane.authorize_outbox_v1() TO fairlane_tenant;
+    fairlane.raise_v1(text, text, text, text, bigint, jsonb), fairlane.authorize_outbox_v1(),
+    fairlane.viewer_tenant_v1(name) TO fairlane_tenant;
 
 ALTER TABLE fairlane.messages ENABLE ROW LEVEL SECURITY;
 CREATE POLICY messages_own_tenant ON fairlane.messages FOR SELECT TO fairlane_tenant

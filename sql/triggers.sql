@@ -8,11 +8,6 @@ CREATE TRIGGER outbox_2_accept AFTER INSERT ON fairlane.outbox
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION fairlane.accept_outbox_v2();
 
--- Status callbacks, written in the transaction that writes the events.
-CREATE TRIGGER message_events_callbacks AFTER INSERT ON fairlane.message_events
-    REFERENCING NEW TABLE AS new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION fairlane.events_callbacks_v1();
-
 -- A new destination's state row and bucket slices.
 CREATE TRIGGER destinations_state AFTER INSERT ON fairlane.destinations
     FOR EACH ROW EXECUTE FUNCTION fairlane.destination_created_v2();

@@ -3,6 +3,7 @@
 the service never imports them."""
 
 import argparse
+import asyncio
 import logging
 import os
 import secrets
@@ -11,6 +12,7 @@ import tomllib
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -19,9 +21,14 @@ from db.errors import FairlaneError, translate
 from service.cli import logs
 from service.cli.database import close_database, open_database
 from service.cli.settings import Settings, SettingsError
-from service.cli.supervisor import Child, Supervisor
+from service.cli.supervisor import STOP_SIGNALS, Child, Supervisor, handle_stop_signals, ignore_stop_signals
 from service.model.configuration import Configuration, parse_configuration
 from service.model.fields import Invalid
+
+if TYPE_CHECKING:
+    import socket
+
+    from aiohttp import web
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent / "example.toml"
 logger = logging.getLogger(__name__)
@@ -59,9 +66,9 @@ def _apply(dsn: str, config: Configuration) -> None:
         print(f"API key for tenant {tenant} (shown once): {api_key}")
 
 
-def _stats(dsn: str) -> None:
+def _stats(dsn: str, storage: bool) -> None:
     with psycopg.connect(dsn) as connection, translate():
-        for table in reports.tables(connection):
+        for table in [reports.storage(connection)] if storage else reports.tables(connection):
             _print_table(table)
 
 
@@ -119,7 +126,7 @@ def cmd_apply(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
-    _stats(open_database(settings).dsn)
+    _stats(open_database(settings).dsn, args.storage)
     return 0
 
 
@@ -147,8 +154,6 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from service.api.app import create_app
     from service.api.state import ApiSettings
 
@@ -157,14 +162,56 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
         admin_token = secrets.token_urlsafe(24)
         print(f"admin token (FAIRLANE_ADMIN_TOKEN was unset): {admin_token}", flush=True)
     app = create_app(ApiSettings(open_database(settings).dsn, admin_token, settings.tenant_rate))
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        print=lambda *_: print(f"api listening on http://{args.host}:{args.port}", flush=True),
-        access_log=None,
-    )
+    return serve_app(app, "api", host=args.host, port=args.port, grace_seconds=args.grace)
+
+
+def serve_app(
+    app: "web.Application",
+    name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    sock: "socket.socket | None" = None,
+    grace_seconds: float = 10.0,
+) -> int:
+    """Serve an aiohttp application (on `sock` when given, else on host:port) until SIGINT or SIGTERM, then
+    stop gracefully: no new connections, in-flight requests get `grace_seconds`, the application's cleanup
+    runs to its end; return 0. Prints "<name> listening on <url>" once it listens.
+
+    Not `web.run_app`: its handlers raise `GracefulExit` (a `SystemExit` with status 1) on every signal,
+    and a second one during the stop (the terminal's SIGINT, then the supervisor's SIGTERM) escapes it,
+    cutting the cleanup short and exiting 1 (docs/decisions/0015)."""
+    asyncio.run(_serve_app(app, name, host, port, sock, grace_seconds))
     return 0
+
+
+async def _serve_app(
+    app: "web.Application", name: str, host: str, port: int, sock: "socket.socket | None", grace_seconds: float
+) -> None:
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stopping.set)  # the first asks to stop; later ones ask the same
+    # the signals are ours; the keep-alive is run_app's
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, keepalive_timeout=75.0, shutdown_timeout=grace_seconds
+    )
+    try:
+        await runner.setup()  # the application's startup (its cleanup_ctx up to their yield)
+        if not stopping.is_set():
+            site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+            await site.start()
+            bound_host, bound_port = runner.addresses[0][:2]
+            bound_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+            print(f"{name} listening on http://{bound_host}:{bound_port}", flush=True)
+            await stopping.wait()
+    finally:
+        await runner.cleanup()
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+        ignore_stop_signals()  # until the process exits: the loop's closing would restore the defaults
 
 
 def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
@@ -193,7 +240,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=positive, default=2, help="dispatcher processes")
     run.add_argument("--host", default="127.0.0.1", help="the API's address")
     run.add_argument("--port", type=int, default=8080, help="the API's port")
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, serves=True)
 
     db = commands.add_parser("db", help="database: upgrade, downgrade, url, psql, stop")
     db.add_argument("action", choices=("upgrade", "downgrade", "url", "psql", "stop"))
@@ -205,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
     apply.set_defaults(handler=cmd_apply)
 
     stats_command = commands.add_parser("stats", help="print destination and queue tables")
+    stats_command.add_argument(
+        "--storage", action="store_true", help="instead: each table's size, index size, live and dead rows, last vacuum"
+    )
     stats_command.set_defaults(handler=cmd_stats)
 
     dispatch_command = commands.add_parser("dispatch", help="dispatcher processes (reads DATABASE_URL)")
@@ -217,18 +267,19 @@ def parser() -> argparse.ArgumentParser:
     dispatch_command.add_argument(
         "--lease", type=float, default=60.0, help="seconds a claim is leased beyond the gateway timeout"
     )
-    dispatch_command.set_defaults(handler=cmd_dispatch)
+    dispatch_command.set_defaults(handler=cmd_dispatch, serves=True)
 
     callbacks_command = commands.add_parser("callbacks", help="the status callback sender (reads DATABASE_URL)")
     callbacks_command.add_argument("--batch-size", type=positive, default=100)
     callbacks_command.add_argument("--max-in-flight", type=positive, default=200)
     callbacks_command.add_argument("--grace", type=float, default=10.0, help="seconds in-flight posts get at stop")
-    callbacks_command.set_defaults(handler=cmd_callbacks)
+    callbacks_command.set_defaults(handler=cmd_callbacks, serves=True)
 
     api = commands.add_parser("api", help="the HTTP API (reads DATABASE_URL and FAIRLANE_ADMIN_TOKEN)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
-    api.set_defaults(handler=cmd_api)
+    api.add_argument("--grace", type=float, default=10.0, help="seconds in-flight requests get at stop")
+    api.set_defaults(handler=cmd_api, serves=True)
 
     for command in entry_points(group="fairlane.commands"):  # the tools' subcommands
         command.load()(commands)
@@ -238,9 +289,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(os.environ.get("FAIRLANE_LOG_LEVEL", "WARNING"))
     args = parser().parse_args(argv)
+    # a command that serves until stopped (`serves`) stops gracefully and exits 0 on SIGINT or SIGTERM, from
+    # a supervisor, a terminal's Ctrl-C to the whole group or a service manager, however many arrive
+    serves = bool(getattr(args, "serves", False))
+    handle_stop_signals(serves)
     try:
         settings = Settings.from_env()
-        return int(args.handler(settings, args))
+        status = int(args.handler(settings, args))
+        if serves:
+            ignore_stop_signals()  # stopped: a late signal must not turn the status into death by signal
+        return status
     except (SettingsError, Invalid) as error:
         print(f"fairlane: {error}", file=sys.stderr)
         return 2

@@ -1,17 +1,25 @@
 """`fairlane run`: the whole service on one machine. The database (embedded unless DATABASE_URL), migrated
 and configured, then the API, N dispatchers, the callback sender and a carrier simulator for each simulator
-gateway on this machine, as supervised child processes (service/cli/supervisor.py)."""
+gateway on this machine, as supervised child processes (service/cli/supervisor.py).
+
+A simulator gets its gateway's port when that is free, else a free port the system picks (another fairlane
+on the machine may hold it); then the gateway's URL is changed to match, through the configuration like any
+other change, and the banner prints it. `fairlane run` binds the port itself and hands the listening socket
+to the simulator, so nothing can take the port between the choice and the simulator's start, or while the
+simulator restarts."""
 
 import secrets
+import socket
 import sys
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import psycopg
 
 from db import admin, configuration, migrate
 from service.cli.supervisor import Child, Supervisor
-from service.model.configuration import Configuration
+from service.model.configuration import Configuration, Gateway
 
 LOOPBACK = ("127.0.0.1", "localhost")
 
@@ -29,6 +37,17 @@ class RunOptions:
     env: dict[str, str]
 
 
+@dataclass(frozen=True)
+class LocalSimulator:
+    """The simulator `fairlane run` starts for a simulator gateway on this machine."""
+
+    gateway: str
+    url: SplitResult
+    """The gateway's URL, moved to a free port when its own was taken."""
+    listener: socket.socket
+    receipts_token: str | None
+
+
 def _fairlane(*args: str) -> list[str]:
     return [sys.executable, "-m", "service.cli", *args]
 
@@ -44,7 +63,11 @@ def prepare(options: RunOptions) -> tuple[list[Child], list[str]]:
             lines.append("applied the example configuration (service/cli/example.toml)")
         if wanted is not None:
             lines += configuration.apply(connection, wanted.model_dump()).changes
-        gateways = configuration.gateways(connection)
+        simulators = [
+            simulator
+            for gateway in configuration.gateways(connection)
+            if (simulator := _simulator(connection, gateway, lines)) is not None
+        ]
         tenants = configuration.tenants(connection)
         demo_key = admin.new_api_key(connection, tenants[0])["api_key"] if tenants else None
 
@@ -59,18 +82,12 @@ def prepare(options: RunOptions) -> tuple[list[Child], list[str]]:
         for i, port in enumerate(metrics_ports)
     ]
     children.append(Child("callbacks", _fairlane("callbacks"), env))
-    simulators = []
-    for gateway in gateways:
-        url = urlsplit(gateway.url)
-        if gateway.kind == "simulator" and url.hostname in LOOPBACK and url.port:
-            receipts = f"{api_url}/v1/gateways/{gateway.name}/receipts"
-            command = _fairlane(
-                "simulator", "--host", url.hostname, "--port", str(url.port), "--receipts-url", receipts
-            )
-            if gateway.receipts_token:
-                command += ["--receipts-token", gateway.receipts_token]
-            children.append(Child(f"simulator-{gateway.name}", command, env))
-            simulators.append(f"{url.scheme}://{url.netloc}/stats")
+    for simulator in simulators:
+        receipts = f"{api_url}/v1/gateways/{simulator.gateway}/receipts"
+        command = _fairlane("simulator", "--fd", str(simulator.listener.fileno()), "--receipts-url", receipts)
+        if simulator.receipts_token:
+            command += ["--receipts-token", simulator.receipts_token]
+        children.append(Child(f"simulator-{simulator.gateway}", command, env, listeners=[simulator.listener]))
 
     lines += [
         "",
@@ -86,13 +103,48 @@ def prepare(options: RunOptions) -> tuple[list[Child], list[str]]:
             f"try:        curl -X POST {api_url}/v1/messages -H 'Authorization: Bearer {demo_key}' "
             '-H \'Content-Type: application/json\' -d \'{"to": "+15551234567", "body": "hello"}\'',
         ]
-    lines += [f"simulator:  {url}" for url in simulators]
+    lines += [f"simulator:  {s.url.scheme}://{s.url.netloc}/stats   (gateway {s.gateway})" for s in simulators]
     lines += [
         f"database:   {options.dsn}",
         f"processes:  api, {options.workers} dispatcher(s), callbacks, {len(simulators)} simulator(s)",
         "fairlane is up; Ctrl-C stops it",
     ]
     return children, lines
+
+
+def _simulator(
+    connection: psycopg.Connection[Any], gateway: configuration.GatewaySummary, lines: list[str]
+) -> LocalSimulator | None:
+    """The simulator to start for a simulator gateway on this machine, listening on the gateway's port when
+    it is free, else on another one the gateway is moved to; None for other gateways."""
+    url = urlsplit(gateway.url)
+    if gateway.kind != "simulator" or url.hostname not in LOOPBACK or not url.port:
+        return None
+    listener = _listen(url.hostname, url.port)
+    port = listener.getsockname()[1]
+    if port != url.port:
+        lines.append(f"port {url.port} of gateway {gateway.name}'s simulator is taken: it listens on {port}")
+        url = url._replace(netloc=f"{url.hostname}:{port}")
+        moved = Gateway.model_validate({**admin.gateway(connection, gateway.name), "url": url.geturl()})
+        lines += configuration.apply(connection, {"gateways": [moved.model_dump()]}).changes
+    return LocalSimulator(gateway.name, url, listener, gateway.receipts_token)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on `port` when it is free, else on a free port the system picks."""
+    for candidate in (port, 0):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does: TIME_WAIT is no owner
+        try:
+            listener.bind((host, candidate))
+        except OSError:
+            listener.close()
+            if candidate == 0:
+                raise
+            continue
+        listener.listen(128)
+        return listener
+    raise AssertionError("unreachable")
 
 
 def run(options: RunOptions) -> int:

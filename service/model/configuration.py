@@ -7,9 +7,9 @@ import math
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
-from service.model.fields import Body, FieldProblem, Integer, OneOf, PositiveNumber, Shape, Text, parse
+from service.model.fields import Body, Duration, FieldProblem, Integer, OneOf, PositiveNumber, Shape, Text, parse
 
 SENDER_TYPES = ("long_code", "short_code", "toll_free", "alphanumeric")
 GATEWAY_KINDS = ("http", "simulator", "smpp")
@@ -99,7 +99,16 @@ class Routes(Body):
     """The whole routing table (an empty list removes it)."""
 
 
+class Retention(Body):
+    """How long finished messages and their events are kept (`[retention]`, `PUT /v1/admin/retention`)."""
+
+    finished_messages: Annotated[int, Duration()] = Field("30d", validate_default=True)
+    """A duration: "90s", "15m", "24h", "30d" (default 30d). After it a finished message and its events are
+    gone (the API answers 404); usage (`fairlane.usage_daily`) stays."""
+
+
 class Configuration(Body):
+    retention: Retention | None = None
     tenant_sets: list[TenantSet] = []
     gateways: list[Gateway] = []
     destinations: list[Destination] = []
@@ -182,3 +191,9 @@ class RouteEntity(Shape):
 
 class RoutesEntity(Shape):
     routes: list[RouteEntity]
+
+
+class RetentionEntity(Shape):
+    finished_messages: str
+    """The duration as given, e.g. "30d"."""
+    seconds: int

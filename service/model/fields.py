@@ -167,6 +167,42 @@ class UtcTime(Check):
         return {"type": "string", "format": "date-time"}
 
 
+@dataclass(frozen=True)
+class Duration(Check):
+    """A duration such as "90s", "15m", "24h" or "30d", as whole seconds within bounds."""
+
+    minimum: int = 60
+    maximum: int = 10 * 365 * 86400
+
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def check(self, value: object) -> int:
+        wanted = (
+            f"must be a duration such as 90s, 15m, 24h or 30d, from {format_duration(self.minimum)} "
+            f"to {format_duration(self.maximum)}"
+        )
+        if not isinstance(value, str) or not 2 <= len(value) <= 12 or value[-1] not in self.UNITS:
+            raise ValueError(wanted)
+        number = value[:-1]
+        if not (number.isascii() and number.isdigit()):
+            raise ValueError(wanted)
+        seconds = int(number) * self.UNITS[value[-1]]
+        if not self.minimum <= seconds <= self.maximum:
+            raise ValueError(wanted)
+        return seconds
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^[0-9]{1,11}[smhd]$", "examples": ["90s", "15m", "24h", "30d"]}
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds in the largest unit that divides them: 2592000 -> "30d", 300 -> "5m", 90 -> "90s"."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 PositiveNumber = Annotated[Decimal, Positive()]
 UtcTimestamp = Annotated[str, UtcTime()]
 

@@ -181,3 +181,21 @@ class Receipt(Body):
 class ReceiptAnswer(Shape):
     status: Status
     """The message's status after the receipt."""
+
+
+class UsageRow(Shape):
+    day: dt.date
+    """The UTC day the messages finished."""
+    destination: str
+    sender: str
+    status: Literal["sent", "delivered", "undelivered", "failed", "expired", "canceled"]
+    messages: int
+    segments: int
+
+
+class Usage(Shape):
+    """`GET /v1/usage`: what the tenant's messages used, day by day; kept after the messages are pruned."""
+
+    from_: dt.date = Field(serialization_alias="from")
+    to: dt.date
+    usage: list[UsageRow]

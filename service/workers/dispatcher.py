@@ -74,7 +74,10 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
     async def claim(self, room: int) -> list[Claimed]:
         metrics = self.dispatcher.metrics
         async with self.pool.acquire() as connection:
+            started = time.perf_counter()
             claimed = await dispatch.claim(connection, self.destination.id, room, self.lease_seconds)
+            if metrics is not None:
+                metrics.claim_seconds.labels(destination=self.destination.code).observe(time.perf_counter() - started)
             if not claimed:
                 self._ready = await dispatch.ready(connection, self.destination.id)
             elif metrics is not None:

@@ -1,11 +1,14 @@
 """Maintenance: every second, on whichever process holds the leadership (a session advisory lock on its
-own connection; when that process dies, another takes over within a second), requeue messages whose lease
-expired, promote scheduled messages whose time has come and, every minute, prune idempotency keys and
-finished callbacks. Runs inside every dispatcher process; claiming runs everywhere, maintenance on one."""
+own connection; when that process dies, another takes over within a second), a bounded step of each chore:
+requeue messages whose lease expired, promote scheduled messages whose time has come, expire messages past
+their validity, make the partitions of finished messages ahead and drop those past the retention, prune
+idempotency keys and finished callbacks. Runs inside every dispatcher process; claiming runs everywhere,
+maintenance on one."""
 
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -24,7 +27,6 @@ class Maintenance:
     async def run(self) -> None:
         connection: asyncpg.Connection | None = None
         leader = False
-        ticks = 0
         try:
             while True:
                 try:
@@ -36,22 +38,33 @@ class Maintenance:
                         if leader:
                             logger.info("maintenance leader", extra={"pid": os.getpid()})
                     if leader:
-                        await self._tick(connection, ticks)
+                        await self._tick(connection)
                 except DATABASE_ERRORS as error:
                     logger.warning("maintenance failed", extra={"error": str(error)})
                     if connection is not None:
                         connection.terminate()
                     connection = None
-                ticks += 1
                 await asyncio.sleep(self.interval_seconds)
         finally:
             if connection is not None and not connection.is_closed():
                 await connection.close()
 
-    async def _tick(self, connection: asyncpg.Connection, ticks: int) -> None:
-        rescued = await maintenance.rescue(connection, self.max_attempts)
-        promoted = await maintenance.promote(connection)
-        if rescued or promoted:
-            logger.info("maintenance", extra={"rescued": rescued, "promoted": promoted})
-        if ticks % 60 == 0:
-            await maintenance.prune(connection)
+    async def _tick(self, connection: asyncpg.Connection) -> None:
+        done = {
+            "rescued": await maintenance.rescue(connection, self.max_attempts),
+            "promoted": await maintenance.promote(connection),
+            "expired": await maintenance.expire(connection),
+            "pruned": await maintenance.prune(connection),
+        }
+        done["partitions_made"] = await _repeat(maintenance.make_history_partition, connection)
+        done["partitions_dropped"] = await _repeat(maintenance.drop_history_partition, connection)
+        if any(done.values()):
+            logger.info("maintenance", extra=done)
+
+
+async def _repeat(step: Callable[[asyncpg.Connection], Awaitable[bool]], connection: asyncpg.Connection) -> int:
+    """A partition step, up to four times a tick (each call its own short transaction)."""
+    done = 0
+    while done < 4 and await step(connection):
+        done += 1
+    return done

@@ -356,21 +356,24 @@ BEGIN
     ) c
     WHERE q.id = c.queue_id;
 
-    INSERT INTO fairlane.messages (
+    INSERT INTO fairlane.messages_live (
         id, tenant_id, queue_id, status, recipient, body, segments, encoding,
-        send_at, expires_at, status_callback, idempotency_key
+        send_at, expires_at, status_callback, idempotency_key, event_count
     )
     SELECT s.message_id, s.tenant_id, queue_of[s.ordinal],
            CASE WHEN s.send_at > now() THEN 'scheduled' ELSE 'queued' END,
            s.recipient, s.body, s.segments, s.encoding,
-           s.send_at, s.expires_at, s.status_callback, s.idempotency_key
+           s.send_at, s.expires_at, s.status_callback, s.idempotency_key, 1
     FROM unnest(staged) s
     WHERE NOT s.replayed AND (s.error).code IS NULL;
 
-    INSERT INTO fairlane.message_events (message_id, tenant_id, status)
-    SELECT s.message_id, s.tenant_id, CASE WHEN s.send_at > now() THEN 'scheduled' ELSE 'queued' END
-    FROM unnest(staged) s
-    WHERE NOT s.replayed AND (s.error).code IS NULL;
+    PERFORM fairlane.record_events_v1(ARRAY(
+        SELECT ROW(s.message_id, s.tenant_id, CASE WHEN s.send_at > now() THEN 'scheduled' ELSE 'queued' END,
+                   clock_timestamp(), NULL, NULL, 1, s.status_callback, s.recipient, queue_of[s.ordinal],
+                   s.segments)::fairlane.new_event_v1
+        FROM unnest(staged) s
+        WHERE NOT s.replayed AND (s.error).code IS NULL
+        ORDER BY s.ordinal));
 
     RETURN QUERY
     SELECT s.ordinal, CASE WHEN (s.error).code IS NULL THEN s.message_id END, s.replayed, s.error

@@ -5,26 +5,34 @@ CREATE OR REPLACE FUNCTION fairlane.cancel_v1(tenant bigint, message bigint) RET
 LANGUAGE plpgsql AS $$
 DECLARE
     current record;
+    finished_status text;  -- why it cannot be canceled: sending, or its finished status
 BEGIN
     SELECT m.status, m.queue_id, m.segments INTO current
-    FROM fairlane.messages m WHERE m.id = message AND m.tenant_id = tenant
+    FROM fairlane.messages_live m WHERE m.id = message AND m.tenant_id = tenant
     FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        PERFORM fairlane.raise_v1('not_found', 'id', message::text, format('message %s not found', message));
+    IF FOUND THEN
+        finished_status := CASE WHEN current.status = 'sending' THEN 'sending' END;
+    ELSE
+        SELECT m.status INTO finished_status
+        FROM fairlane.messages_finished m WHERE m.id = message AND m.tenant_id = tenant;
+        IF NOT FOUND THEN
+            PERFORM fairlane.raise_v1('not_found', 'id', message::text, format('message %s not found', message));
+        END IF;
     END IF;
-    IF current.status NOT IN ('queued', 'scheduled') THEN
-        PERFORM fairlane.raise_v1('not_cancelable', 'status', current.status,
+    IF finished_status IS NOT NULL THEN
+        PERFORM fairlane.raise_v1('not_cancelable', 'status', finished_status,
                                   format('message %s is %s; only queued or scheduled messages can be canceled',
-                                         message, current.status));
+                                         message, finished_status));
     END IF;
-    UPDATE fairlane.messages m SET status = 'canceled', updated_at = now(), available_at = NULL WHERE m.id = message;
+    PERFORM FROM fairlane.finish_v1(ARRAY[message], ARRAY['canceled'], ARRAY[NULL::text], ARRAY[NULL::text],
+                                    ARRAY[NULL::text], ARRAY[0],
+                                    ARRAY[jsonb_build_object('reason', 'canceled by the tenant')],
+                                    ARRAY['queued', 'scheduled'], NULL, clock_timestamp());
     IF current.status = 'queued' THEN
         UPDATE fairlane.queues q
         SET queued_count = q.queued_count - 1, queued_segments = q.queued_segments - current.segments
         WHERE q.id = current.queue_id;
     END IF;
-    INSERT INTO fairlane.message_events (message_id, tenant_id, status, detail)
-    VALUES (message, tenant, 'canceled', jsonb_build_object('reason', 'canceled by the tenant'));
     RETURN 'canceled';
 END
 $$;

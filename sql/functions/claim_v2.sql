@@ -62,6 +62,8 @@ DECLARE
     left_over double precision;
     take boolean[] := '{}';
     claim bigint;
+    expired_ids bigint[];
+    leased fairlane.messages_live[];
 BEGIN
     -- 1. Expected tokens (the real take is in step 4, under the slices' locks).
     SELECT d.rate::double precision AS rate,
@@ -120,7 +122,7 @@ BEGIN
             SELECT q.id, q.vtime, q.portion, h.id AS head
             FROM fairlane.queues q
             CROSS JOIN LATERAL (
-                SELECT m.id FROM fairlane.messages m
+                SELECT m.id FROM fairlane.messages_live m
                 WHERE m.queue_id = q.id AND m.status = 'queued'
                   AND (m.available_at IS NULL OR m.available_at <= now_)
                 ORDER BY m.id LIMIT 1
@@ -182,7 +184,7 @@ BEGIN
         FROM unnest(queue_ids[1:k], allowances) WITH ORDINALITY AS a(queue_id, allowance, ord)
         CROSS JOIN LATERAL (
             SELECT m.id, m.segments, m.expires_at <= now_ AS expired
-            FROM fairlane.messages m
+            FROM fairlane.messages_live m
             WHERE m.queue_id = a.queue_id AND m.status = 'queued'
               AND (m.available_at IS NULL OR m.available_at <= now_)
             ORDER BY m.id
@@ -267,35 +269,39 @@ BEGIN
     END IF;
     claim := nextval('fairlane.claims_id_seq');
 
-    RETURN QUERY
-    WITH chosen AS (
-        SELECT u.id, u.expired FROM unnest(picked_ids, picked_expired, take) AS u(id, expired, take) WHERE u.take
-    ),
-    updated AS (
-        UPDATE fairlane.messages m
-        SET status = CASE WHEN c.expired THEN 'expired' ELSE 'sending' END,
-            claim_id = CASE WHEN c.expired THEN NULL ELSE claim END,
-            lease_until = CASE WHEN c.expired THEN NULL ELSE now_ + make_interval(secs => lease_seconds) END,
-            updated_at = now_
-        FROM chosen c
-        WHERE m.id = c.id
-        RETURNING m.id, m.tenant_id, m.queue_id, m.status, m.recipient, m.body, m.segments, m.expires_at,
-                  m.attempts
-    ),
-    events AS (
-        INSERT INTO fairlane.message_events (message_id, tenant_id, status, at, detail)
-        SELECT u.id, u.tenant_id, u.status, now_,
-               CASE WHEN u.status = 'sending' THEN jsonb_build_object('claim', claim) END
-        FROM updated u
+    -- heads whose validity passed: expired, never sent
+    expired_ids := ARRAY(SELECT u.id FROM unnest(picked_ids, picked_expired, take) AS u(id, expired, take)
+                         WHERE u.take AND u.expired ORDER BY u.id);
+    IF cardinality(expired_ids) > 0 THEN
+        PERFORM FROM fairlane.finish_v1(
+            expired_ids, array_fill('expired'::text, ARRAY[cardinality(expired_ids)]),
+            array_fill(NULL::text, ARRAY[cardinality(expired_ids)]),
+            array_fill(NULL::text, ARRAY[cardinality(expired_ids)]),
+            array_fill(NULL::text, ARRAY[cardinality(expired_ids)]), array_fill(0, ARRAY[cardinality(expired_ids)]),
+            array_fill(NULL::jsonb, ARRAY[cardinality(expired_ids)]), ARRAY['queued'], NULL, now_);
+    END IF;
+    -- the others: leased to this claim
+    WITH updated AS (
+        UPDATE fairlane.messages_live m
+        SET status = 'sending', claim_id = claim, lease_until = now_ + make_interval(secs => lease_seconds),
+            updated_at = now_, event_count = m.event_count + 1
+        FROM unnest(picked_ids, picked_expired, take) AS u(id, expired, take)
+        WHERE u.take AND NOT u.expired AND m.id = u.id
+        RETURNING m.*
     )
-    SELECT u.id, claim, t.name, d.code, s.address, u.recipient, u.body, u.segments, u.expires_at, u.attempts
-    FROM updated u
-    JOIN fairlane.queues q ON q.id = u.queue_id
-    JOIN fairlane.tenants t ON t.id = u.tenant_id
+    SELECT array_agg(u ORDER BY u.id) INTO leased FROM updated u;
+    PERFORM fairlane.record_events_v1(ARRAY(
+        SELECT ROW(l.id, l.tenant_id, 'sending', now_, jsonb_build_object('claim', claim), NULL, l.event_count,
+                   l.status_callback, l.recipient, l.queue_id, l.segments)::fairlane.new_event_v1
+        FROM unnest(leased) l));
+    RETURN QUERY
+    SELECT l.id, claim, t.name, d.code, s.address, l.recipient, l.body, l.segments, l.expires_at, l.attempts
+    FROM unnest(leased) l
+    JOIN fairlane.queues q ON q.id = l.queue_id
+    JOIN fairlane.tenants t ON t.id = l.tenant_id
     JOIN fairlane.senders s ON s.id = q.sender_id
     JOIN fairlane.destinations d ON d.id = q.destination_id
-    WHERE u.status = 'sending'
-    ORDER BY u.id;
+    ORDER BY l.id;
 
     IF shared THEN
         -- other claims hold these rows: wait for them in id order (as every writer of queue rows does)

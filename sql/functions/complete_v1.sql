@@ -1,7 +1,7 @@
 -- Record what the gateway said about claimed messages. Only messages still leased under `claim` change
 -- (a late answer after the lease was rescued is ignored). Outcomes:
---   sent       -> sent, with the provider's id;
---   failed     -> failed, with the provider's code (a permanent error);
+--   sent       -> sent, with the provider's id (finished);
+--   failed     -> failed, with the provider's code (a permanent error; finished);
 --   retry      -> back to the queue after `delays` seconds, one attempt used; failed with
 --                 retries_exhausted once max_attempts are used;
 --   throttled  -> back to the queue after `delays` seconds; no attempt used;
@@ -14,11 +14,9 @@ CREATE OR REPLACE FUNCTION fairlane.complete_v1(
 LANGUAGE plpgsql AS $$
 DECLARE
     now_ timestamptz := coalesce(at_time, clock_timestamp());
-    changed integer;
-    back bigint[];
-    back_at timestamptz[];
-    back_reasons text[];
     unknown text;
+    done record;
+    finished_count integer;
 BEGIN
     SELECT o INTO unknown FROM unnest(outcomes) o
     WHERE o IS NULL OR o NOT IN ('sent', 'failed', 'retry', 'throttled', 'release') LIMIT 1;
@@ -26,50 +24,53 @@ BEGIN
         PERFORM fairlane.raise_v1('invalid_request', 'outcomes', coalesce(unknown, max_attempts::text),
                                   'outcomes are sent, failed, retry, throttled or release; max_attempts >= 1');
     END IF;
-    WITH answers AS (
-        SELECT u.*,
-               coalesce(u.outcome = 'retry' AND m.attempts + 1 >= max_attempts, false) AS exhausted
+    -- the answers for messages still leased under this claim, locked; a retry that uses the last attempt
+    -- fails the message instead
+    SELECT array_agg(a.id ORDER BY a.id) FILTER (WHERE a.finishes) AS ids,
+           array_agg(CASE WHEN a.outcome = 'sent' THEN 'sent' ELSE 'failed' END ORDER BY a.id)
+               FILTER (WHERE a.finishes) AS statuses,
+           array_agg(CASE WHEN a.exhausted THEN 'retries_exhausted' ELSE a.error_code END ORDER BY a.id)
+               FILTER (WHERE a.finishes) AS error_codes,
+           array_agg(a.error_message ORDER BY a.id) FILTER (WHERE a.finishes) AS error_messages,
+           array_agg(a.provider_id ORDER BY a.id) FILTER (WHERE a.finishes) AS provider_ids,
+           array_agg(jsonb_strip_nulls(jsonb_build_object(
+               'provider_id', a.provider_id,
+               'error_code', CASE WHEN a.exhausted THEN 'retries_exhausted' ELSE a.error_code END,
+               'error_message', a.error_message))
+               ORDER BY a.id) FILTER (WHERE a.finishes) AS details,
+           array_agg(a.id ORDER BY a.id) FILTER (WHERE NOT a.finishes) AS back_ids,
+           array_agg(now_ + make_interval(secs => coalesce(a.delay, 0)) ORDER BY a.id)
+               FILTER (WHERE NOT a.finishes) AS back_at,
+           array_agg(a.outcome ORDER BY a.id) FILTER (WHERE NOT a.finishes) AS back_reasons,
+           array_agg(a.error_code ORDER BY a.id) FILTER (WHERE NOT a.finishes) AS back_error_codes,
+           array_agg(a.error_message ORDER BY a.id) FILTER (WHERE NOT a.finishes) AS back_error_messages,
+           array_agg(CASE WHEN a.outcome = 'retry' THEN 1 ELSE 0 END ORDER BY a.id)
+               FILTER (WHERE NOT a.finishes) AS back_attempts
+    INTO done
+    FROM (
+        SELECT u.*, e.exhausted, u.outcome IN ('sent', 'failed') OR e.exhausted AS finishes
         FROM unnest(message_ids, outcomes, provider_ids, error_codes, error_messages, delays)
              AS u(id, outcome, provider_id, error_code, error_message, delay)
-        JOIN fairlane.messages m ON m.id = u.id AND m.claim_id = claim AND m.status = 'sending'
-    ),
-    finished AS (
-        UPDATE fairlane.messages m
-        SET status = CASE WHEN a.outcome = 'sent' THEN 'sent' ELSE 'failed' END,
-            provider_id = a.provider_id,
-            error_code = CASE WHEN a.exhausted THEN 'retries_exhausted' ELSE a.error_code END,
-            error_message = a.error_message,
-            attempts = m.attempts + 1,
-            claim_id = NULL, lease_until = NULL, updated_at = now_
-        FROM answers a
-        WHERE m.id = a.id AND (a.outcome IN ('sent', 'failed') OR a.exhausted)
-          AND m.claim_id = claim AND m.status = 'sending'  -- re-checked after a wait: a rescue may have won
-        RETURNING m.id, m.tenant_id, m.status, m.provider_id, m.error_code, m.error_message
-    ),
-    finished_events AS (
-        INSERT INTO fairlane.message_events (message_id, tenant_id, status, at, detail)
-        SELECT f.id, f.tenant_id, f.status, now_,
-               jsonb_strip_nulls(jsonb_build_object('provider_id', f.provider_id, 'error_code', f.error_code,
-                                                    'error_message', f.error_message))
-        FROM finished f
-    ),
-    retried AS (
-        UPDATE fairlane.messages m
-        SET attempts = m.attempts + CASE WHEN a.outcome = 'retry' THEN 1 ELSE 0 END,
-            error_code = coalesce(a.error_code, m.error_code),
-            error_message = coalesce(a.error_message, m.error_message)
-        FROM answers a
-        WHERE m.id = a.id AND a.outcome IN ('retry', 'throttled', 'release') AND NOT a.exhausted
-          AND m.claim_id = claim AND m.status = 'sending'
-        RETURNING m.id, now_ + make_interval(secs => coalesce(a.delay, 0)) AS ready_at, a.outcome
-    )
-    SELECT (SELECT count(*) FROM finished) + count(r.id), array_agg(r.id), array_agg(r.ready_at),
-           array_agg(r.outcome)
-    INTO changed, back, back_at, back_reasons
-    FROM retried r;
-    IF back IS NOT NULL THEN
-        PERFORM fairlane.requeue_v1(back, back_at, back_reasons, now_);
+        JOIN fairlane.messages_live m ON m.id = u.id AND m.claim_id = claim AND m.status = 'sending'
+        CROSS JOIN LATERAL (SELECT coalesce(u.outcome = 'retry' AND m.attempts + 1 >= max_attempts, false)
+                            AS exhausted) e
+        ORDER BY u.id
+        FOR NO KEY UPDATE OF m
+    ) a;
+    SELECT count(*) INTO finished_count
+    FROM fairlane.finish_v1(done.ids, done.statuses, done.error_codes, done.error_messages, done.provider_ids,
+                            array_fill(1, ARRAY[coalesce(cardinality(done.ids), 0)]), done.details,
+                            ARRAY['sending'], claim, now_);
+    IF done.back_ids IS NOT NULL THEN
+        UPDATE fairlane.messages_live m
+        SET attempts = m.attempts + u.used,
+            error_code = coalesce(u.error_code, m.error_code),
+            error_message = coalesce(u.error_message, m.error_message)
+        FROM unnest(done.back_ids, done.back_attempts, done.back_error_codes, done.back_error_messages)
+             AS u(id, used, error_code, error_message)
+        WHERE m.id = u.id;
+        PERFORM fairlane.requeue_v1(done.back_ids, done.back_at, done.back_reasons, now_);
     END IF;
-    RETURN changed;
+    RETURN finished_count + coalesce(cardinality(done.back_ids), 0);
 END
 $$;

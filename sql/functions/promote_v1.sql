@@ -6,7 +6,7 @@ DECLARE
     ids bigint[];
 BEGIN
     SELECT array_agg(d.id) INTO ids FROM (
-        SELECT m.id FROM fairlane.messages m
+        SELECT m.id FROM fairlane.messages_live m
         WHERE m.status = 'scheduled' AND m.send_at <= now_
         ORDER BY m.send_at
         LIMIT 10000

@@ -19,12 +19,16 @@ BEGIN
             ARRAY(SELECT r FROM jsonb_populate_recordset(NULL::fairlane.submission_v1, items) r), false
         ) a
     );
+    -- a new message is live (one index probe); a replayed one may have finished (a probe per partition)
     RETURN QUERY
     SELECT a.ordinal, a.replayed,
            CASE WHEN (a.error).code IS NOT NULL THEN to_jsonb(a.error) END,
-           to_jsonb(v) - 'tenant_id'
+           CASE WHEN a.replayed
+                THEN (SELECT to_jsonb(v) - 'tenant_id' FROM fairlane.message_details v WHERE v.id = a.message_id)
+                ELSE (SELECT to_jsonb(v) - 'tenant_id' FROM fairlane.message_details v
+                      WHERE v.id = a.message_id AND v.finished_at IS NULL)
+           END
     FROM unnest(accepted) a
-    LEFT JOIN fairlane.message_details v ON v.id = a.message_id
     ORDER BY a.ordinal;
 END
 $$;

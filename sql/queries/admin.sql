@@ -97,3 +97,7 @@ ORDER BY length(r.prefix) DESC, r.prefix, r.sender_type
 SELECT * FROM fairlane.queue_scores
 WHERE %(destination)s::text IS NULL OR destination = %(destination)s
 ORDER BY destination, rank
+
+-- name: retention
+-- How long finished messages are kept, in seconds.
+SELECT retention_seconds AS seconds FROM fairlane.settings

@@ -17,33 +17,12 @@ leased AS (
     SET attempts = c.attempts + 1, next_attempt_at = now() + make_interval(secs => $2::float8)
     FROM due
     WHERE c.event_id = due.event_id
-    RETURNING c.event_id, c.tenant_id, c.url, c.attempts, c.created_at
+    RETURNING c.event_id, c.tenant_id, c.url, c.attempts, c.created_at, c.payload
 )
--- the body describes the event only (immutable), so every attempt of one webhook-id sends the same bytes
-SELECT l.event_id, l.url, l.attempts, l.created_at, t.signing_secret,
-       json_build_object(
-           'type', 'message.status',
-           'timestamp', to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-           'data', json_build_object(
-               'event_id', l.event_id::text,
-               'sequence', (SELECT count(*) FROM fairlane.message_events x
-                            WHERE x.message_id = e.message_id AND x.id <= e.id),
-               'message_id', e.message_id::text,
-               'status', e.status,
-               'at', to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-               'to', m.recipient,
-               'from', m.sender,
-               'destination', m.destination,
-               'segments', m.segments,
-               'error_code', e.detail ->> 'error_code',
-               'error_message', e.detail ->> 'error_message',
-               'detail', e.detail
-           )
-       )::text AS payload
+-- the body was built with the event (fairlane.record_events_v1): every attempt sends the same bytes
+SELECT l.event_id, l.url, l.attempts, l.created_at, t.signing_secret, l.payload
 FROM leased l
 LEFT JOIN fairlane.tenants t ON t.id = l.tenant_id
-LEFT JOIN fairlane.message_events e ON e.id = l.event_id
-LEFT JOIN fairlane.message_details m ON m.id = e.message_id
 ORDER BY l.event_id
 
 -- name: delivered

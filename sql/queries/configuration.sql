@@ -1,5 +1,13 @@
 -- Queries of `fairlane apply` (psycopg, %(name)s parameters).
 
+-- name: retention
+-- How long finished messages are kept.
+SELECT retention_seconds FROM fairlane.settings
+
+-- name: update_retention
+-- Change how long finished messages are kept.
+UPDATE fairlane.settings SET retention_seconds = %(retention_seconds)s
+
 -- name: tenant_set
 -- One tenant set by name.
 SELECT weight FROM fairlane.tenant_sets WHERE name = %(name)s

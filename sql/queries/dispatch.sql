@@ -27,11 +27,11 @@ SELECT EXISTS (
     SELECT FROM fairlane.queues q
     WHERE q.destination_id = $1 AND q.queued_count > 0 AND (q.not_before IS NULL OR q.not_before <= now())
       AND EXISTS (
-          SELECT FROM fairlane.messages m
+          SELECT FROM fairlane.messages_live m
           WHERE m.queue_id = q.id AND m.status = 'queued' AND (m.available_at IS NULL OR m.available_at <= now())
       )
 )
 
 -- name: queue_waits
 -- Seconds each of the given messages waited from acceptance until now (the claim), for the metrics.
-SELECT extract(epoch FROM now() - m.created_at)::float8 FROM fairlane.messages m WHERE m.id = ANY($1::bigint[])
+SELECT extract(epoch FROM now() - m.created_at)::float8 FROM fairlane.messages_live m WHERE m.id = ANY($1::bigint[])

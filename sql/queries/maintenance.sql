@@ -1,4 +1,9 @@
--- Queries of the maintenance leader (asyncpg, $n parameters): lease rescue, scheduled promotion, pruning.
+-- Queries of the maintenance leader (asyncpg, $n parameters): lease rescue, scheduled promotion, expiry,
+-- partitions and retention, pruning.
+
+-- name: try_lead
+-- Become the maintenance leader (a session advisory lock on a dedicated connection).
+SELECT pg_try_advisory_lock(hashtext('fairlane.maintenance'))
 
 -- name: rescue
 -- Requeue messages whose lease expired (failing those out of attempts, $1 = max attempts).
@@ -8,15 +13,18 @@ SELECT fairlane.rescue_v1($1)
 -- Queue scheduled messages whose time has come.
 SELECT fairlane.promote_v1()
 
--- name: prune_idempotency_keys
--- Forget idempotency keys older than 24 hours.
-DELETE FROM fairlane.idempotency_keys WHERE created_at < now() - interval '24 hours'
+-- name: expire
+-- Expire queued and scheduled messages past their validity.
+SELECT fairlane.expire_v1()
 
--- name: prune_callbacks
--- Forget status callbacks delivered or abandoned more than a day ago.
-DELETE FROM fairlane.callbacks
-WHERE coalesce(delivered_at, abandoned_at) < now() - interval '24 hours'
+-- name: make_history_partition
+-- Make the next partition of finished messages and events if one is due; whether it made one.
+SELECT fairlane.make_history_partition_v1()
 
--- name: try_lead
--- Become the maintenance leader (a session advisory lock on a dedicated connection).
-SELECT pg_try_advisory_lock(hashtext('fairlane.maintenance'))
+-- name: drop_history_partition
+-- Drop the oldest partition of finished messages and events past the retention; whether it dropped one.
+SELECT fairlane.drop_history_partition_v1()
+
+-- name: prune
+-- Forget idempotency keys and finished callbacks older than a day (bounded).
+SELECT fairlane.prune_v1()

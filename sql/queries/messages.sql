@@ -12,14 +12,20 @@ WHERE k.key_hash = $1 AND k.revoked_at IS NULL
 SELECT ordinal, replayed, error, message FROM fairlane.submit_json_v1($1::jsonb)
 
 -- name: message
--- One message of tenant $1.
-SELECT to_jsonb(v) - 'tenant_id' AS message FROM fairlane.message_details v WHERE v.id = $2 AND v.tenant_id = $1
+-- One message of tenant $1, unless it finished longer ago than the retention (its partition may still be there).
+SELECT to_jsonb(v) - 'tenant_id' AS message
+FROM fairlane.message_details v
+WHERE v.id = $2 AND v.tenant_id = $1
+  AND (v.finished_at IS NULL
+       OR v.finished_at > now() - (SELECT s.retention_seconds FROM fairlane.settings s) * interval '1 second')
 
 -- name: messages
 -- A page of tenant $1's messages, newest first, below id $5, optionally of one status and destination.
 SELECT to_jsonb(v) - 'tenant_id' AS message
 FROM fairlane.message_details v
 WHERE v.tenant_id = $1
+  AND (v.finished_at IS NULL
+       OR v.finished_at > now() - (SELECT s.retention_seconds FROM fairlane.settings s) * interval '1 second')
   AND ($2::text IS NULL OR v.status = $2)
   AND ($3::text IS NULL OR v.destination = $3)
   AND v.id < $5
@@ -45,3 +51,10 @@ FROM fairlane.queue_state s
 JOIN fairlane.tenants t ON t.name = s.tenant
 WHERE t.id = $1
 ORDER BY s.queue_id
+
+-- name: usage
+-- Tenant $1's usage per UTC day from $2 to $3 (dates, inclusive), destination, sender and status.
+SELECT u.day, u.destination, u.sender, u.status, u.messages, u.segments
+FROM fairlane.usage_daily u
+WHERE u.tenant = $1 AND u.day BETWEEN $2 AND $3
+ORDER BY u.day, u.destination, u.sender, u.status

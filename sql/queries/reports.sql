@@ -47,3 +47,24 @@ SELECT destination, tenant_set, tenant, sender, queue_id, depth, oldest_age_seco
        eligible, rank
 FROM fairlane.queue_scores
 ORDER BY destination, rank, queue_id
+
+-- name: storage
+-- Every table of schema fairlane (the partitions of finished messages and events counted in their parent):
+-- table and index size, live and dead rows, when it was last vacuumed (by autovacuum or by hand).
+WITH relations AS (
+    SELECT c.oid,
+           coalesce((SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+                     WHERE i.inhrelid = c.oid AND p.relname IN ('messages_finished', 'message_events_finished')),
+                    c.relname) AS relation
+    FROM pg_class c
+    WHERE c.relnamespace = 'fairlane'::regnamespace AND c.relkind = 'r'
+)
+SELECT r.relation, count(*) AS tables,
+       pg_size_pretty(sum(pg_table_size(r.oid))) AS table_size,
+       pg_size_pretty(sum(pg_indexes_size(r.oid))) AS index_size,
+       sum(s.n_live_tup) AS live_rows, sum(s.n_dead_tup) AS dead_rows,
+       to_char(max(greatest(s.last_autovacuum, s.last_vacuum)) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS last_vacuum
+FROM relations r
+LEFT JOIN pg_stat_user_tables s ON s.relid = r.oid
+GROUP BY r.relation
+ORDER BY sum(pg_total_relation_size(r.oid)) DESC, r.relation

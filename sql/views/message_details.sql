@@ -1,4 +1,5 @@
--- One message as the HTTP API shows it (SPEC §5): tenant, sender and destination by name.
+-- One message as the HTTP API shows it (SPEC §5): tenant, sender and destination by name; finished_at says
+-- where it is (NULL: live; `finished_at IS NULL` in a query reads messages_live alone).
 CREATE OR REPLACE VIEW fairlane.message_details AS
 SELECT m.id,
        m.tenant_id,
@@ -18,7 +19,8 @@ SELECT m.id,
        m.created_at,
        m.updated_at,
        m.send_at,
-       m.expires_at
+       m.expires_at,
+       m.finished_at
 FROM fairlane.messages m
 JOIN fairlane.tenants t ON t.id = m.tenant_id
 JOIN fairlane.queues q ON q.id = m.queue_id

@@ -30,7 +30,7 @@ JOIN fairlane.tenants t ON t.id = q.tenant_id
 JOIN fairlane.tenant_sets ts ON ts.id = t.tenant_set_id
 JOIN fairlane.senders s ON s.id = q.sender_id
 LEFT JOIN LATERAL (
-    SELECT m.id, m.created_at FROM fairlane.messages m
+    SELECT m.id, m.created_at FROM fairlane.messages_live m
     WHERE m.queue_id = q.id AND m.status = 'queued'
     ORDER BY m.id
     LIMIT 1

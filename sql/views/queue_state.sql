@@ -22,7 +22,7 @@ JOIN fairlane.tenant_sets ts ON ts.id = t.tenant_set_id
 JOIN fairlane.destinations d ON d.id = q.destination_id
 JOIN fairlane.senders s ON s.id = q.sender_id
 LEFT JOIN LATERAL (
-    SELECT m.created_at FROM fairlane.messages m
+    SELECT m.created_at FROM fairlane.messages_live m
     WHERE m.queue_id = q.id AND m.status = 'queued'
     ORDER BY m.id
     LIMIT 1

@@ -1,10 +1,13 @@
+import contextlib
+
 import pytest
 
 
 @pytest.fixture
 def started():
-    """Processes a test started, killed at its end whatever happened."""
+    """Processes a test started, killed at its end whatever happened (each with everything it started)."""
     processes = []
     yield processes
-    for process in processes:
-        process.stop()
+    with contextlib.ExitStack() as stack:  # every one is stopped even when stopping one fails
+        for process in processes:
+            stack.callback(process.stop)

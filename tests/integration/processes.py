@@ -1,5 +1,9 @@
-"""Real processes for dispatch tests: the carrier simulator, dispatchers and the API, on loopback."""
+"""Real processes for dispatch tests: the carrier simulator, dispatchers and the API, on loopback.
 
+Each process starts in a process group of its own and `Process.stop` kills everything it started (a
+supervisor's children too), so nothing outlives a test, whatever happened in it."""
+
+import contextlib
 import json
 import os
 import queue
@@ -16,10 +20,52 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
+def free_port(following: int = 0) -> int:
+    """A free port on loopback whose `following` next ports are free too (`fairlane run --port P` puts its
+    dispatchers' metrics on P+1, P+2, ...)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + following <= 65535 and all(_bindable(p) for p in range(port + 1, port + following + 1)):
+            return port
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _processes():
+    """(pid, state, process group) of every process (Linux: read from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # it exited meanwhile
+                continue
+            state, _ppid, group = stat[stat.rindex(")") + 2 :].split()[:3]
+            yield int(entry.name), state, int(group)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes (zombies aside) of process group `pgid`."""
+    return [pid for pid, state, group in _processes() if state != "Z" and group == pgid]
+
+
+def _holding(pipe: str) -> list[int]:
+    """The live processes that have `pipe` ("pipe:[inode]") open."""
+    holders = []
+    for pid, state, _group in _processes():
+        if state != "Z" and pid != os.getpid():
+            with contextlib.suppress(OSError):  # exited meanwhile, or not ours to look at
+                if any(os.readlink(fd) == pipe for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                    holders.append(pid)
+    return holders
 
 
 def wait_until(condition, timeout=30.0, interval=0.05, message="condition"):
@@ -35,7 +81,8 @@ def wait_until(condition, timeout=30.0, interval=0.05, message="condition"):
 
 
 class Process:
-    """A `fairlane` subcommand with its output lines collected (stdout and stderr merged)."""
+    """A `fairlane` subcommand with its output lines collected (stdout and stderr merged), leading a process
+    group of its own (with everything it starts)."""
 
     def __init__(self, args, *, env=None, cwd=ROOT):
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), "FAIRLANE_LOG_LEVEL": "INFO", **(env or {})}
@@ -46,7 +93,10 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group: `stop` kills all it started
         )
+        self.pid = self.popen.pid
+        self.pipe = f"pipe:[{os.fstat(self.popen.stdout.fileno()).st_ino}]"
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -55,31 +105,64 @@ class Process:
     def _read(self):
         for line in self.popen.stdout:
             self.lines.put(line)
+        self.lines.put(None)  # the end of its output: it and everything it started exited
 
     def wait_for_line(self, text, timeout=30.0) -> str:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"no line with {text!r}; saw {self.seen[-20:]}")
+                raise AssertionError(f"no line with {text!r} within {timeout} s; saw:\n{''.join(self.seen[-60:])}")
             try:
                 line = self.lines.get(timeout=remaining)
             except queue.Empty:
                 continue
+            if line is None:
+                self.lines.put(None)
+                raise AssertionError(f"no line with {text!r}: its output ended; saw:\n{''.join(self.seen[-60:])}")
             self.seen.append(line)
             if text in line:
                 return line
 
+    def wait_for_lines(self, text, count, timeout=30.0) -> list[str]:
+        """Wait until `count` lines with `text` have come (counting those seen already); return them."""
+        deadline = time.monotonic() + timeout
+        while sum(text in line for line in self.seen) < count:
+            self.wait_for_line(text, timeout=max(deadline - time.monotonic(), 0.01))
+        return [line for line in self.seen if text in line]
+
+    def output(self, timeout=30.0) -> str:
+        """Everything it printed, once every process holding its output has exited (or `timeout` passed)."""
+        self.reader.join(timeout=timeout)
+        while not self.lines.empty():
+            line = self.lines.get()
+            if line is not None:
+                self.seen.append(line)
+        return "".join(self.seen)
+
     def signal(self, signum):
         self.popen.send_signal(signum)
+
+    def signal_group(self, signum):
+        """Signal every process of its group, as a terminal's Ctrl-C or systemd's stop does."""
+        os.killpg(self.pid, signum)
 
     def wait(self, timeout=60.0) -> int:
         return self.popen.wait(timeout=timeout)
 
+    def remaining(self) -> list[int]:
+        """The processes it started that still run, once it has exited: those holding its output pipe. (Its
+        process group id could belong to a new process by now, its pid being free again.)"""
+        return _holding(self.pipe)
+
     def stop(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-            self.popen.wait(timeout=10)
+        """Kill the process and whatever it started that is still running."""
+        if self.popen.poll() is None:  # not reaped: its pid, and so its process group, are still its own
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+        for pid in self.remaining():  # orphans, whatever group they are in now
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.popen.stdout.close()
         self.reader.join(timeout=5)
 

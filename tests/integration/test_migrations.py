@@ -33,9 +33,10 @@ def _schema_diff(dsn):
 
 
 def _only_fairlane(name, type_, parent_names):
+    """Schema fairlane, less the partitions of finished messages and events, which come and go."""
     if type_ == "schema":
         return name == "fairlane"
-    return True
+    return not (name and re.search(r"_p\d{8}_\d{4}", name))
 
 
 CATALOG = """
@@ -56,7 +57,7 @@ FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE c.relnamespace = 'fairlane'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
-SELECT 'con', conname || ':' || pg_get_constraintdef(oid)
+SELECT 'con', conrelid::regclass || '.' || conname || ':' || pg_get_constraintdef(oid)
 FROM pg_constraint WHERE connamespace = 'fairlane'::regnamespace
 UNION ALL
 SELECT 'idx', indexdef FROM pg_indexes WHERE schemaname = 'fairlane'
@@ -77,10 +78,13 @@ ORDER BY 1, 2
 """
 
 
+PARTITION = re.compile(r"_p\d{8}_\d{4}")  # the partitions of finished messages and events, made as time goes
+
+
 def _catalog(conn):
     """A fingerprint of everything in schema fairlane: the schema's grants, relations, columns, constraints,
-    indexes, functions, views, triggers and policies."""
-    return conn.execute(CATALOG).fetchall()
+    indexes, functions, views, triggers and policies (less the partitions that come and go with time)."""
+    return [row for row in conn.execute(CATALOG).fetchall() if not PARTITION.search(row[1])]
 
 
 @pytest.fixture
@@ -121,10 +125,11 @@ def test_downgrade_to_base_and_upgrade_again(conn, dsn, monkeypatch):
     assert loaded == {path.relative_to(FROZEN_DIR).as_posix() for path in FROZEN_DIR.rglob("*.sql")}
 
 
-def test_downgrade_to_0004_restores_it_and_upgrade_again(conn, dsn, scratch_dsn):
+@pytest.mark.parametrize("previous", ["0005", "0004"])
+def test_downgrade_restores_the_previous_revision_and_upgrade_again(conn, dsn, scratch_dsn, previous):
     head = _catalog(conn)
-    migrate.downgrade(dsn, "0004")
-    migrate.upgrade(scratch_dsn, "0004")
+    migrate.downgrade(dsn, previous)
+    migrate.upgrade(scratch_dsn, previous)
     with psycopg.connect(scratch_dsn) as replayed:
         assert _catalog(conn) == _catalog(replayed)
     migrate.upgrade(dsn)
@@ -152,7 +157,7 @@ def test_frozen_sql_files_are_loaded_by_their_revision():
     assert sorted(FROZEN_DIR.rglob("*.sql")) == frozen
 
 
-CREATE = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(\w+)\s+([\w.]+)", re.MULTILINE | re.IGNORECASE)
+CREATE = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?(\w+)\s+([\w.]+)", re.MULTILINE | re.IGNORECASE)  # top level only
 
 
 @pytest.mark.parametrize(("folder", "kind"), [("functions", "FUNCTION"), ("views", "VIEW"), ("types", "TYPE")])

@@ -15,22 +15,34 @@ def positive_list(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"a comma-separated list of positive integers, got {value!r}") from error
 
 
+def positive_number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"a number, got {value!r}") from error
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value!r}")
+    return number
+
+
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     bench = commands.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("name", choices=("outbox", "dispatch", "e2e", "api"))
+    bench.add_argument("name", choices=("outbox", "dispatch", "e2e", "api", "soak", "designs"))
     bench.add_argument("--rows", type=int, default=100_000, help="outbox: rows per run")
-    bench.add_argument("--seconds", type=float, help="dispatch, api: seconds per run (default 3 and 5)")
+    bench.add_argument("--seconds", type=float, help="dispatch, api, designs: seconds per run (default 3, 5, 4)")
     bench.add_argument("--concurrency", type=positive, default=64, help="api: concurrent single POSTs")
     bench.add_argument("--large", type=int, default=1_000_000, help="dispatch: the large backlog")
     bench.add_argument(
         "--processes", type=positive_list, default=(1, 2, 4), help="dispatch: process counts, e.g. 1,4,8"
     )
     bench.add_argument("--batches", type=positive_list, default=(10, 100), help="dispatch: batch sizes, e.g. 10,100")
+    bench.add_argument("--minutes", type=positive, default=30, help="soak: minutes of sending")
+    bench.add_argument("--rate", type=positive_number, default=50.0, help="soak: messages per second")
     bench.set_defaults(handler=run)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from tools.bench import api, dispatch, e2e, outbox
+    from tools.bench import api, designs, dispatch, e2e, outbox, soak
 
     database = open_database(settings)
     try:
@@ -46,6 +58,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             )
         elif args.name == "api":
             api.main(database.dsn, seconds=5.0 if args.seconds is None else args.seconds, concurrency=args.concurrency)
+        elif args.name == "soak":
+            soak.main(database.dsn, minutes=args.minutes, rate=args.rate)
+        elif args.name == "designs":
+            designs.main(database.dsn, seconds=4.0 if args.seconds is None else args.seconds)
         else:
             e2e.main(database.dsn)
     finally:

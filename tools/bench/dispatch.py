@@ -4,8 +4,22 @@ and 4 processes and batches of 10 and 100, at backlogs of 10k and 1M over 1,000 
 and the ratio. Also the lifecycle floor: the same FIFO loop on tables shaped like fairlane.messages and
 message_events, making the writes every message's lifecycle requires (status sending with a lease, then
 sent, one event each) but no fair share, no queue counters and no token bucket: what fairlane pays for
-fairness and pacing is the gap between it and the floor. Run: `fairlane bench dispatch [--seconds S]
-[--large N] [--processes 1,2,4] [--batches 10,100]`.
+fairness and pacing is the gap between it and the floor.
+
+And a peer: PgQueuer (the `pgqueuer` package, a Python job queue on PostgreSQL) draining a backlog of the
+same size in its own tables (installed with its own installer, `Queries.install`; filled with its own
+`enqueue`, one entrypoint, FIFO) with the same processes, each running PgQueuer's own consumer
+(`QueueManager.run`) with a no-op entrypoint and the batch as its dequeue batch size, for the same seconds
+and the same share of the backlog. Per job PgQueuer marks it picked in its dequeue (`UPDATE ... SKIP
+LOCKED`, with its worker id and heartbeat), then, buffered up to a batch, deletes it from its queue table and
+writes a `successful` row to its log table (besides the `queued` row `enqueue` wrote); its table trigger
+NOTIFYs on each statement, and it runs its listener health check and heartbeats. A PgQueuer process counts
+the jobs its entrypoint ran until the time or its share is up; its seconds start before its consumer's own
+start (a structure check and LISTEN: a few ms) and end once the consumer has stopped and written the last
+completions. Every process of every column commits with synchronous_commit off (as the dispatcher does) and
+runs one untimed batch first.
+
+Run: `fairlane bench dispatch [--seconds S] [--large N] [--processes 1,2,4] [--batches 10,100]`.
 """
 
 import asyncio
@@ -14,6 +28,7 @@ import time
 
 import asyncpg
 import psycopg
+from pgqueuer import Job, Queries, QueueManager
 
 from db import configuration, queries
 from service.model.configuration import parse_configuration
@@ -21,6 +36,8 @@ from tools.bench.scratch import drop, recreate
 
 DATABASE = "fairlane_bench_dispatch"
 TENANTS = 1000
+PGQUEUER_ENTRYPOINT = "bench"
+PGQUEUER_CHUNK = 10_000  # jobs per enqueue call
 
 
 def _configure(scratch: str) -> None:
@@ -62,7 +79,37 @@ def _top_up(scratch: str, backlog: int) -> None:
             connection.execute(q["raw_fill"], {"rows": backlog - raw})
         if backlog > lifecycle:
             connection.execute(q["lifecycle_fill"], {"rows": backlog - lifecycle})
+        asyncio.run(_pgqueuer_top_up(scratch, backlog))
         connection.execute("VACUUM ANALYZE")
+
+
+async def _pgqueuer_top_up(scratch: str, backlog: int) -> None:
+    """PgQueuer's schema (installed once, by its installer) and `backlog` queued jobs, through its enqueue."""
+    connection = await asyncpg.connect(scratch)
+    try:
+        pgqueuer = Queries.from_asyncpg_connection(connection)
+        if not await pgqueuer.schema_is_installed():
+            await pgqueuer.install()
+        queued = sum(row.count for row in await pgqueuer.queue_size() if row.status == "queued")
+        for first in range(queued, backlog, PGQUEUER_CHUNK):
+            jobs = range(first, min(first + PGQUEUER_CHUNK, backlog))
+            await pgqueuer.enqueue(
+                [PGQUEUER_ENTRYPOINT] * len(jobs), [f"hello {i}".encode() for i in jobs], [0] * len(jobs)
+            )
+    finally:
+        await connection.close()
+
+
+async def _started(start) -> float:  # type: ignore[no-untyped-def]
+    """Count this worker in, then wait for the start time every worker shares; return it."""
+    with start.get_lock():
+        start.value += 1  # connected; the clock starts once every worker is
+    while start.value > 0:
+        await asyncio.sleep(0.001)
+    start_at = float(-start.value)
+    while time.time() < start_at:
+        await asyncio.sleep(0.001)
+    return start_at
 
 
 async def _worker_loop(scratch: str, kind: str, batch: int, seconds: float, start, budget) -> tuple[int, float]:  # type: ignore[no-untyped-def]
@@ -75,13 +122,7 @@ async def _worker_loop(scratch: str, kind: str, batch: int, seconds: float, star
     # one batch before the clock starts: plans and PL/pgSQL functions are compiled once per connection
     await _one_batch(connection, q, kind, destination, batch)
     done = 0
-    with start.get_lock():
-        start.value += 1  # connected; the clock starts once every worker is
-    while start.value > 0:
-        await asyncio.sleep(0.001)
-    start_at = -start.value
-    while time.time() < start_at:
-        await asyncio.sleep(0.001)
+    start_at = await _started(start)
     deadline = start_at + seconds
     while time.time() < deadline:
         with budget.get_lock():
@@ -89,6 +130,42 @@ async def _worker_loop(scratch: str, kind: str, batch: int, seconds: float, star
                 break
             budget.value -= batch
         done += await _one_batch(connection, q, kind, destination, batch)
+    elapsed = time.time() - start_at
+    await connection.close()
+    return done, elapsed
+
+
+async def _pgqueuer_loop(scratch: str, batch: int, seconds: float, start, budget) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """PgQueuer's consumer with a no-op entrypoint, dequeuing `batch` jobs at a time, until the run's time is up
+    or the run has taken its share of the backlog; return (jobs, seconds)."""
+    connection = await asyncpg.connect(scratch, server_settings={"synchronous_commit": "off"})
+    pgqueuer = Queries.from_asyncpg_connection(connection)
+
+    async def consume(deadline: float, share) -> int:  # type: ignore[no-untyped-def]
+        manager = QueueManager(pgqueuer)
+        done, taken = 0, 0
+
+        @manager.entrypoint(PGQUEUER_ENTRYPOINT)
+        async def no_op(job: Job) -> None:
+            nonlocal done, taken
+            done += 1
+            if done > taken:  # the run's share, taken a batch at a time as the other columns take it
+                with share.get_lock():
+                    if share.value <= 0:
+                        manager.shutdown.set()
+                        return
+                    share.value -= batch
+                taken += batch
+
+        stop = asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), manager.shutdown.set)
+        await manager.run(batch_size=batch)  # its jobs' completions are written by the time it returns
+        stop.cancel()
+        return done
+
+    # one batch before the clock starts, as the other columns do
+    await consume(time.time() + 10, multiprocessing.Value("q", batch))
+    start_at = await _started(start)
+    done = await consume(start_at + seconds, budget)
     elapsed = time.time() - start_at
     await connection.close()
     return done, elapsed
@@ -108,7 +185,10 @@ async def _one_batch(connection: asyncpg.Connection, q, kind: str, destination: 
 
 
 def _worker(scratch: str, kind: str, batch: int, seconds: float, start, budget, results) -> None:  # type: ignore[no-untyped-def]
-    results.put(asyncio.run(_worker_loop(scratch, kind, batch, seconds, start, budget)))
+    if kind == "pgqueuer":
+        results.put(asyncio.run(_pgqueuer_loop(scratch, batch, seconds, start, budget)))
+    else:
+        results.put(asyncio.run(_worker_loop(scratch, kind, batch, seconds, start, budget)))
 
 
 def _measure(scratch: str, kind: str, processes: int, batch: int, seconds: float, budget: int) -> float:
@@ -143,11 +223,12 @@ def main(
     _configure(scratch)
     print(
         f"dispatch benchmark: claim + complete with a null gateway and no quota, {TENANTS} tenants (one with 90%),"
-        f" {seconds:g} s per run; raw = FIFO SKIP LOCKED claim + delete on a bare table of the same size"
+        f" {seconds:g} s per run; raw = FIFO SKIP LOCKED claim + delete on a bare table of the same size;"
+        " pgqueuer = PgQueuer's consumer with a no-op entrypoint draining as many jobs"
     )
     print(
         f"{'backlog':>9} {'procs':>5} {'batch':>5} {'fairlane msg/s':>15} {'floor msg/s':>12} {'raw msg/s':>10}"
-        f" {'/raw':>6} {'/floor':>7}"
+        f" {'pgqueuer msg/s':>15} {'/raw':>6} {'/floor':>7} {'/pgqueuer':>10}"
     )
     by_backlog: dict[int, dict[tuple[int, int], float]] = {}
     try:
@@ -161,10 +242,12 @@ def main(
                     floor = _measure(scratch, "lifecycle", procs, batch, seconds, backlog // 5)
                     _top_up(scratch, backlog)
                     raw = _measure(scratch, "raw", procs, batch, seconds, backlog // 5)
+                    _top_up(scratch, backlog)
+                    peer = _measure(scratch, "pgqueuer", procs, batch, seconds, backlog // 5)
                     by_backlog.setdefault(backlog, {})[(procs, batch)] = ours
                     print(
                         f"{backlog:>9,} {procs:>5} {batch:>5} {ours:>15,.0f} {floor:>12,.0f} {raw:>10,.0f}"
-                        f" {ours / raw:>6.2f} {ours / floor:>7.2f}"
+                        f" {peer:>15,.0f} {ours / raw:>6.2f} {ours / floor:>7.2f} {ours / peer:>10.2f}"
                     )
         print()
         for key, ours_large in by_backlog[large].items():

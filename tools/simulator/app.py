@@ -28,6 +28,7 @@ import asyncio
 import collections
 import json
 import random
+import socket
 import time
 import uuid
 from typing import Any
@@ -160,12 +161,9 @@ class Simulator:
         return web.Response(text=json.dumps(self.received), content_type="application/json")
 
 
-def run(port: int, config: SimulatorConfig, host: str = "127.0.0.1") -> None:
-    """Serve until SIGINT/SIGTERM; prints one line once it is listening."""
-    web.run_app(
-        Simulator(config).app(),
-        host=host,
-        port=port,
-        access_log=None,
-        print=lambda *_: print(f"simulator listening on http://{host}:{port}", flush=True),
-    )
+def run(port: int, config: SimulatorConfig, host: str = "127.0.0.1", sock: socket.socket | None = None) -> int:
+    """Serve (on `sock` when given: a listening socket `fairlane run` holds for it) until SIGINT/SIGTERM,
+    then stop gracefully and return 0; prints one line once it is listening."""
+    from service.cli.main import serve_app
+
+    return serve_app(Simulator(config).app(), "simulator", host=host, port=port, sock=sock)

@@ -2,6 +2,7 @@
 entry point)."""
 
 import argparse
+import socket
 import tomllib
 from pathlib import Path
 
@@ -13,10 +14,13 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     command = commands.add_parser("simulator", help="the carrier simulator")
     command.add_argument("--port", type=int, default=8099)
     command.add_argument("--host", default="127.0.0.1")
+    command.add_argument(
+        "--fd", type=int, help="serve on this inherited listening socket instead of --host/--port (fairlane run)"
+    )
     command.add_argument("--config", type=Path)
     command.add_argument("--receipts-url", help="where delivery receipts go (overrides the config's)")
     command.add_argument("--receipts-token", help="bearer token for the receipts (overrides the config's)")
-    command.set_defaults(handler=run)
+    command.set_defaults(handler=run, serves=True)  # SIGINT/SIGTERM stop it gracefully, status 0
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -31,5 +35,5 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         data["receipts_url"] = args.receipts_url
     if args.receipts_token is not None:
         data["receipts_token"] = args.receipts_token
-    app.run(args.port, parse(SimulatorConfig, data, "simulator config"), host=args.host)
-    return 0
+    sock = socket.socket(fileno=args.fd) if args.fd is not None else None
+    return app.run(args.port, parse(SimulatorConfig, data, "simulator config"), host=args.host, sock=sock)

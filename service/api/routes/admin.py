@@ -24,6 +24,8 @@ from service.model.configuration import (
     DestinationFields,
     Gateway,
     GatewayEntity,
+    Retention,
+    RetentionEntity,
     Routes,
     RoutesEntity,
     Sender,
@@ -33,6 +35,7 @@ from service.model.configuration import (
     TenantSet,
     TenantSetEntity,
 )
+from service.model.fields import format_duration
 from service.model.reports import Dashboard, QueueScores
 
 
@@ -118,6 +121,20 @@ async def get_queues(request: web.Request) -> web.Response:
     return bodies.respond(QueueScores(queues=await _run(request, lambda c: admin.queue_scores(c, destination))))
 
 
+def _retention(seconds: int) -> web.Response:
+    return bodies.respond(RetentionEntity(finished_messages=format_duration(seconds), seconds=seconds))
+
+
+async def get_retention(request: web.Request) -> web.Response:
+    return _retention(await _run(request, admin.retention))
+
+
+async def put_retention(request: web.Request) -> web.Response:
+    require_admin(request)
+    value = (await bodies.read(request, Retention)).model_dump()
+    return _retention(await _run(request, lambda c: admin.put_retention(c, value)))
+
+
 async def get_dashboard(request: web.Request) -> web.Response:
     reading = await _run(request, reports.dashboard)
     return bodies.respond(Dashboard.model_validate(reading), headers={"Cache-Control": "no-store"})
@@ -156,6 +173,10 @@ ROUTES: list[Route] = [
     Route("PUT", "/v1/admin/routes", put_routes, "Replace the routing table", "admin", {200: RoutesEntity},
           (400, 401, 403, 413, 415), body=Routes),
     Route("GET", "/v1/admin/routes", get_routes, "The routing table", "admin", {200: RoutesEntity}, (401, 403)),
+    Route("PUT", "/v1/admin/retention", put_retention, "How long finished messages and their events are kept",
+          "admin", {200: RetentionEntity}, (400, 401, 403, 413, 415), body=Retention),
+    Route("GET", "/v1/admin/retention", get_retention, "How long finished messages and their events are kept",
+          "admin", {200: RetentionEntity}, (401, 403)),
     Route("GET", "/v1/admin/queues", get_queues, "Queue scores (fairlane.queue_scores), optionally of one destination",
           "admin", {200: QueueScores}, (400, 401, 403),
           parameters=(Parameter("destination", "query", {"type": "string"}),)),

@@ -2,6 +2,7 @@
 see one's own queues. A tenant only ever sees its own rows: every query is scoped by its id."""
 
 import dataclasses
+import datetime as dt
 
 from aiohttp import web
 
@@ -30,6 +31,8 @@ from service.model.messages import (
     Queue,
     Queues,
     Refused,
+    Usage,
+    UsageRow,
 )
 
 
@@ -166,6 +169,28 @@ async def cancel(request: web.Request) -> web.Response:
     return bodies.respond(Message.model_validate(message))
 
 
+def _day(request: web.Request, key: str, default: dt.date) -> dt.date:
+    raw = bodies.query_text(request, key, limit=10)
+    if raw is None:
+        return default
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise bodies.invalid(key, raw, f"{key} must be a date such as 2026-01-31") from None
+
+
+async def usage(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    bodies.only(request.query, ("from", "to"))
+    last = _day(request, "to", dt.datetime.now(dt.UTC).date())
+    first = _day(request, "from", last - dt.timedelta(days=30))
+    if not dt.timedelta(0) <= last - first <= dt.timedelta(days=366):
+        raise bodies.invalid("from", first.isoformat(), "from must be at most 366 days before to, and not after it")
+    async with request.app[POOL].acquire() as connection:
+        rows = await messages.usage(connection, tenant.name, first, last)
+    return bodies.respond(Usage(from_=first, to=last, usage=[UsageRow.model_validate(row) for row in rows]))
+
+
 async def queues(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     async with request.app[POOL].acquire() as connection:
@@ -238,4 +263,17 @@ ROUTES = [
         (401, 404, 409, 429),
     ),
     Route("GET", "/v1/queues", queues, "The tenant's queues", "tenant", {200: Queues}, (401, 429)),
+    Route(
+        "GET",
+        "/v1/usage",
+        usage,
+        "The tenant's usage per UTC day, destination, sender and status (kept after messages are pruned)",
+        "tenant",
+        {200: Usage},
+        (400, 401, 429),
+        parameters=(
+            Parameter("from", "query", {"type": "string", "format": "date"}, "first day (default: 30 days before to)"),
+            Parameter("to", "query", {"type": "string", "format": "date"}, "last day (default: today, UTC)"),
+        ),
+    ),
 ]
