@@ -15,8 +15,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     now_ timestamptz := coalesce(at_time, clock_timestamp());
     unknown text;
-    done record;
+    exhausted bigint[] := '{}';
+    finishing record;
     finished_count integer;
+    back bigint[];
+    back_at timestamptz[];
+    back_reasons text[];
 BEGIN
     SELECT o INTO unknown FROM unnest(outcomes) o
     WHERE o IS NULL OR o NOT IN ('sent', 'failed', 'retry', 'throttled', 'release') LIMIT 1;
@@ -24,53 +28,49 @@ BEGIN
         PERFORM fairlane.raise_v1('invalid_request', 'outcomes', coalesce(unknown, max_attempts::text),
                                   'outcomes are sent, failed, retry, throttled or release; max_attempts >= 1');
     END IF;
-    -- the answers for messages still leased under this claim, locked; a retry that uses the last attempt
-    -- fails the message instead
-    SELECT array_agg(a.id ORDER BY a.id) FILTER (WHERE a.finishes) AS ids,
-           array_agg(CASE WHEN a.outcome = 'sent' THEN 'sent' ELSE 'failed' END ORDER BY a.id)
-               FILTER (WHERE a.finishes) AS statuses,
-           array_agg(CASE WHEN a.exhausted THEN 'retries_exhausted' ELSE a.error_code END ORDER BY a.id)
-               FILTER (WHERE a.finishes) AS error_codes,
-           array_agg(a.error_message ORDER BY a.id) FILTER (WHERE a.finishes) AS error_messages,
-           array_agg(a.provider_id ORDER BY a.id) FILTER (WHERE a.finishes) AS provider_ids,
+    -- a retry that uses the last attempt fails the message instead
+    IF 'retry' = ANY (outcomes) THEN
+        exhausted := ARRAY(
+            SELECT m.id FROM unnest(message_ids, outcomes) AS u(id, outcome)
+            JOIN fairlane.messages_live m ON m.id = u.id AND m.claim_id = claim AND m.status = 'sending'
+            WHERE u.outcome = 'retry' AND m.attempts + 1 >= max_attempts);
+    END IF;
+    -- sent, failed and exhausted: finished (finish_v1 takes only messages still leased under this claim)
+    SELECT array_agg(u.id) AS ids,
+           array_agg(CASE WHEN u.outcome = 'sent' THEN 'sent' ELSE 'failed' END) AS statuses,
+           array_agg(e.error_code) AS error_codes,
+           array_agg(u.error_message) AS error_messages,
+           array_agg(u.provider_id) AS provider_ids,
            array_agg(jsonb_strip_nulls(jsonb_build_object(
-               'provider_id', a.provider_id,
-               'error_code', CASE WHEN a.exhausted THEN 'retries_exhausted' ELSE a.error_code END,
-               'error_message', a.error_message))
-               ORDER BY a.id) FILTER (WHERE a.finishes) AS details,
-           array_agg(a.id ORDER BY a.id) FILTER (WHERE NOT a.finishes) AS back_ids,
-           array_agg(now_ + make_interval(secs => coalesce(a.delay, 0)) ORDER BY a.id)
-               FILTER (WHERE NOT a.finishes) AS back_at,
-           array_agg(a.outcome ORDER BY a.id) FILTER (WHERE NOT a.finishes) AS back_reasons,
-           array_agg(a.error_code ORDER BY a.id) FILTER (WHERE NOT a.finishes) AS back_error_codes,
-           array_agg(a.error_message ORDER BY a.id) FILTER (WHERE NOT a.finishes) AS back_error_messages,
-           array_agg(CASE WHEN a.outcome = 'retry' THEN 1 ELSE 0 END ORDER BY a.id)
-               FILTER (WHERE NOT a.finishes) AS back_attempts
-    INTO done
-    FROM (
-        SELECT u.*, e.exhausted, u.outcome IN ('sent', 'failed') OR e.exhausted AS finishes
-        FROM unnest(message_ids, outcomes, provider_ids, error_codes, error_messages, delays)
-             AS u(id, outcome, provider_id, error_code, error_message, delay)
-        JOIN fairlane.messages_live m ON m.id = u.id AND m.claim_id = claim AND m.status = 'sending'
-        CROSS JOIN LATERAL (SELECT coalesce(u.outcome = 'retry' AND m.attempts + 1 >= max_attempts, false)
-                            AS exhausted) e
-        ORDER BY u.id
-        FOR NO KEY UPDATE OF m
-    ) a;
+               'provider_id', u.provider_id, 'error_code', e.error_code, 'error_message', u.error_message)))
+               AS details
+    INTO finishing
+    FROM unnest(message_ids, outcomes, provider_ids, error_codes, error_messages)
+         AS u(id, outcome, provider_id, error_code, error_message)
+    CROSS JOIN LATERAL (SELECT CASE WHEN u.id = ANY (exhausted) THEN 'retries_exhausted' ELSE u.error_code END
+                        AS error_code) e
+    WHERE u.outcome IN ('sent', 'failed') OR u.id = ANY (exhausted);
     SELECT count(*) INTO finished_count
-    FROM fairlane.finish_v1(done.ids, done.statuses, done.error_codes, done.error_messages, done.provider_ids,
-                            array_fill(1, ARRAY[coalesce(cardinality(done.ids), 0)]), done.details,
-                            ARRAY['sending'], claim, now_);
-    IF done.back_ids IS NOT NULL THEN
+    FROM fairlane.finish_v1(finishing.ids, finishing.statuses, finishing.error_codes, finishing.error_messages,
+                            finishing.provider_ids, array_fill(1, ARRAY[coalesce(cardinality(finishing.ids), 0)]),
+                            finishing.details, ARRAY['sending'], claim, now_);
+    -- the others back to their queues: a retry uses an attempt, a throttle or a release does not
+    WITH counted AS (
         UPDATE fairlane.messages_live m
-        SET attempts = m.attempts + u.used,
+        SET attempts = m.attempts + CASE WHEN u.outcome = 'retry' THEN 1 ELSE 0 END,
             error_code = coalesce(u.error_code, m.error_code),
             error_message = coalesce(u.error_message, m.error_message)
-        FROM unnest(done.back_ids, done.back_attempts, done.back_error_codes, done.back_error_messages)
-             AS u(id, used, error_code, error_message)
-        WHERE m.id = u.id;
-        PERFORM fairlane.requeue_v1(done.back_ids, done.back_at, done.back_reasons, now_);
+        FROM unnest(message_ids, outcomes, error_codes, error_messages, delays)
+             AS u(id, outcome, error_code, error_message, delay)
+        WHERE m.id = u.id AND u.outcome IN ('retry', 'throttled', 'release') AND NOT (u.id = ANY (exhausted))
+          AND m.claim_id = claim AND m.status = 'sending'
+        RETURNING m.id, now_ + make_interval(secs => coalesce(u.delay, 0)) AS ready_at, u.outcome
+    )
+    SELECT array_agg(c.id), array_agg(c.ready_at), array_agg(c.outcome) INTO back, back_at, back_reasons
+    FROM counted c;
+    IF back IS NOT NULL THEN
+        PERFORM fairlane.requeue_v1(back, back_at, back_reasons, now_);
     END IF;
-    RETURN finished_count + coalesce(cardinality(done.back_ids), 0);
+    RETURN finished_count + coalesce(cardinality(back), 0);
 END
 $$;

@@ -57,10 +57,10 @@ BEGIN
     INSERT INTO fairlane.usage_counters AS c (tenant_id, destination_id, sender_id, day, status, slot, messages,
                                               segments)
     SELECT f.tenant_id, q.destination_id, q.sender_id, (at_time AT TIME ZONE 'UTC')::date, f.status,
-           pg_backend_pid() % 8, count(*), sum(f.segments)
-    FROM unnest(finished) f
+           pg_backend_pid() % 8, f.messages, f.segments
+    FROM (SELECT e.tenant_id, e.queue_id, e.status, count(*) AS messages, sum(e.segments) AS segments
+          FROM unnest(finished) e GROUP BY e.tenant_id, e.queue_id, e.status) f
     JOIN fairlane.queues q ON q.id = f.queue_id
-    GROUP BY f.tenant_id, q.destination_id, q.sender_id, f.status
     ON CONFLICT ON CONSTRAINT usage_counters_pkey
     DO UPDATE SET messages = c.messages + excluded.messages, segments = c.segments + excluded.segments;
     RETURN QUERY
