@@ -54,9 +54,20 @@ async def destinations(connection: asyncpg.Connection) -> list[Destination]:
     return [Destination(**dict(row)) for row in await connection.fetch(_Q["destinations"])]
 
 
-async def claim(connection: asyncpg.Connection, destination_id: int, limit: int, lease_seconds: float) -> list[Claimed]:
-    rows = await connection.fetch(_Q["claim"], destination_id, limit, lease_seconds)
-    return [Claimed(**dict(row)) for row in rows]
+@dataclass(frozen=True)
+class Claim:
+    messages: list[Claimed]
+    ready_in: float | None
+    """Seconds until the next claim may find tokens; None: nothing is waiting to go."""
+    took: float
+    """Seconds the claim ran in the database."""
+
+
+async def claim(connection: asyncpg.Connection, destination_id: int, limit: int, lease_seconds: float) -> Claim:
+    """Lease up to `limit` messages of a destination."""
+    row = await connection.fetchrow(_Q["claim"], destination_id, limit, lease_seconds)
+    assert row is not None
+    return Claim([Claimed(**dict(message)) for message in row["messages"] or ()], row["ready_in"], row["took"])
 
 
 async def complete(connection: asyncpg.Connection, claim_id: int, answers: Sequence[Answer], max_attempts: int) -> int:
@@ -78,9 +89,24 @@ async def throttle(connection: asyncpg.Connection, destination_id: int) -> float
     return float(await connection.fetchval(_Q["throttle"], destination_id))
 
 
-async def ready(connection: asyncpg.Connection, destination_id: int) -> bool:
-    return bool(await connection.fetchval(_Q["ready"], destination_id))
-
-
 async def queue_waits(connection: asyncpg.Connection, message_ids: Sequence[int]) -> list[float]:
     return [row[0] for row in await connection.fetch(_Q["queue_waits"], list(message_ids))]
+
+
+async def return_tokens(connection: asyncpg.Connection, destination_id: int, segments: int) -> None:
+    """Give the destination's bucket back the tokens of segments claimed but never sent."""
+    await connection.execute(_Q["return_tokens"], destination_id, segments)
+
+
+async def take_lease(connection: asyncpg.Connection, destination_id: int, slot: int) -> bool:
+    """Claim for a destination as its claimer `slot`, while this session lasts; False when another has it."""
+    return bool(await connection.fetchval(_Q["take_lease"], destination_id, slot))
+
+
+async def give_back_lease(connection: asyncpg.Connection, destination_id: int, slot: int) -> None:
+    await connection.fetchval(_Q["give_back_lease"], destination_id, slot)
+
+
+async def dispatchers(connection: asyncpg.Connection, application_name: str) -> int:
+    """How many sessions named `application_name` (one lease connection per dispatcher process) are open."""
+    return int(await connection.fetchval(_Q["dispatchers"], application_name))

@@ -1,16 +1,22 @@
 """Dispatcher: claims each destination's messages in fair order at its quota and forwards them to its
 gateway. Stateless; run as many processes as needed against one database.
 
-Each destination has its own loop (service/workers/loop.py): claim a batch (`fairlane.claim_v2`: fair
-order, the quota taken inside the claim), send every message to the gateway concurrently (at most the
-gateway's `max_in_flight`), record the answers (`fairlane.complete_v1`). A NOTIFY on `fairlane_ready`
-wakes an idle destination's loop. One way to start (`run`), one to stop (`stop`, also on SIGTERM/SIGINT):
-stop claiming, let in-flight sends finish for up to a grace period, release what is left back to its queue,
-exit. Maintenance (service/workers/maintenance.py) runs in every dispatcher process, on one at a time.
+A destination is claimed only by its claimers (service/workers/leases.py: one per 2,000 segments/s of its
+quota, spread over the processes), each with its own loop (service/workers/loop.py): claim a batch
+(`fairlane.claim_v3`: fair order, the quota taken inside the claim), send every message to the gateway
+concurrently (at most the gateway's `max_in_flight`), record the answers (`fairlane.complete_v1`). The claim
+says when the bucket will hold tokens again, and the loop waits until then; an idle loop waits for a NOTIFY
+on `fairlane_ready`. A message is sent within its slot (SEND_SLOT_SECONDS of its claim) or not at all: after
+a stall it goes back to its queue and its tokens back to the bucket, so late sends never bunch at the carrier
+(docs/decisions/0018). One way to start (`run`), one to stop (`stop`, also on SIGTERM/SIGINT): stop
+claiming, give the leases back, let in-flight sends finish for up to a grace period, release what is left
+back to its queue, exit. Maintenance (service/workers/maintenance.py) runs in every dispatcher process, on one
+at a time.
 """
 
 import asyncio
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -24,12 +30,17 @@ from db.dispatch import Answer, Claimed, Destination
 from db.transaction import with_retries
 from service.workers.gateways import Gateway, for_destination
 from service.workers.gateways.backoff import retry_delay
+from service.workers.leases import Lease, Leases
 from service.workers.loop import DATABASE_ERRORS, BatchLoop, Listener, wait
 from service.workers.maintenance import Maintenance
 from service.workers.metrics import DispatchMetrics
 
 logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "fairlane_ready"
+SEND_SLOT_SECONDS = 0.05
+"""A claimed message goes to the gateway within this long of its claim or goes back to its queue: the bucket's
+capacity keeps 50 ms of the rate for the time between claim and arrival (claim_v3), so sends later than that
+could put the carrier above rate + burst in a second."""
 
 
 @dataclass(frozen=True)
@@ -39,22 +50,20 @@ class DispatchSettings:
     max_attempts: int = 5
     grace_seconds: float = 10.0
     poll_seconds: float = 0.5
+    leases_seconds: float = 1.0
+    """How often leases are rebalanced (a dead process's destinations are taken over within this long)."""
     destinations_refresh_seconds: float = 5.0
 
 
 class DestinationLoop(BatchLoop[Claimed, Answer]):
-    """One destination: claim, send, record."""
+    """One claimer of one destination: claim, send, record."""
 
     def __init__(
-        self,
-        dispatcher: "Dispatcher",
-        pool: asyncpg.Pool,
-        gateway: Gateway,
-        destination: Destination,
+        self, dispatcher: "Dispatcher", pool: asyncpg.Pool, gateway: Gateway, destination: Destination, lease: Lease
     ) -> None:
         settings = dispatcher.settings
         super().__init__(
-            destination.code,
+            f"{destination.code}#{lease.claimer}",
             batch_size=settings.batch_size,
             max_in_flight=destination.max_in_flight,
             poll_seconds=settings.poll_seconds,
@@ -63,37 +72,48 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
         self.pool = pool
         self.gateway = gateway
         self.destination = destination
+        self.lease = lease
         self.lease_seconds = destination.timeout_seconds + settings.lease_seconds
-        self.token_wait = min(max(1.0 / destination.rate, 0.002), settings.poll_seconds)
-        self._ready = False
+        self._ready_in: float | None = None
+        """Seconds until the bucket holds tokens again, as the last claim said (None: nothing waits to go)."""
+        self._send_by: dict[int, float] = {}
+        """Claim id -> the monotonic time its messages must be on their way by."""
 
     def keeps_going(self) -> bool:
-        """A changed or removed destination's loop ends after its current claim; a new one starts."""
-        return self.dispatcher.current.get(self.destination.id) == self.destination
+        """Ends after its current claim when the lease was given back or the destination changed."""
+        return self.dispatcher.serves(self.lease, self.destination)
 
     async def claim(self, room: int) -> list[Claimed]:
         metrics = self.dispatcher.metrics
         async with self.pool.acquire() as connection:
-            started = time.perf_counter()
-            claimed = await dispatch.claim(connection, self.destination.id, room, self.lease_seconds)
+            sent = time.monotonic()
+            claim = await dispatch.claim(connection, self.destination.id, room, self.lease_seconds)
+            received = time.monotonic()
             if metrics is not None:
-                metrics.claim_seconds.labels(destination=self.destination.code).observe(time.perf_counter() - started)
-            if not claimed:
-                self._ready = await dispatch.ready(connection, self.destination.id)
-            elif metrics is not None:
-                for wait_seconds in await dispatch.queue_waits(connection, [m.message_id for m in claimed]):
-                    metrics.queue_wait.labels(destination=self.destination.code).observe(wait_seconds)
-        if claimed:
-            logger.info("batch claimed", extra={"destination": self.destination.code, "messages": len(claimed)})
-        return claimed
+                metrics.claim_seconds.labels(destination=self.destination.code).observe(received - sent)
+                if claim.messages:
+                    for wait_seconds in await dispatch.queue_waits(connection, [m.message_id for m in claim.messages]):
+                        metrics.queue_wait.labels(destination=self.destination.code).observe(wait_seconds)
+        self._ready_in = claim.ready_in
+        if claim.messages:
+            # the tokens were taken when the claim ended in the database: the slot runs from then, so time
+            # the answer spent on its way back (a stalled process) counts against it
+            way_back = max(received - sent - claim.took, 0.0)
+            self._send_by[claim.messages[0].claim_id] = received - way_back + SEND_SLOT_SECONDS
+            logger.info("batch claimed", extra={"destination": self.destination.code, "messages": len(claim.messages)})
+        return claim.messages
 
     async def idle(self, claimed: int, room: int) -> None:
-        # messages claimed: claim again at once; messages ready but no token: the next one comes within
-        # 1/rate; nothing ready (empty, backing off, capped senders): wait for a NOTIFY or the poll
-        if not claimed:
-            await wait(self.wake, self.token_wait if self._ready else self.poll_seconds)
+        """Until the bucket holds tokens again (the claim said when), or, with nothing waiting to go, until a
+        NOTIFY or the poll."""
+        if self._ready_in is None:
+            await wait(self.wake, self.poll_seconds)
+        elif self._ready_in > 0:
+            await wait(self.stopping, min(self._ready_in, self.poll_seconds))
 
     async def work(self, message: Claimed) -> Answer:
+        if time.monotonic() > self._send_by.get(message.claim_id, math.inf):
+            return self.cut_short(message)  # too late for its slot (the process stalled): back to its queue
         started = time.perf_counter()
         answer = await self.gateway.send(message)
         metrics = self.dispatcher.metrics
@@ -108,7 +128,7 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
         return answer
 
     def cut_short(self, message: Claimed) -> Answer:
-        return Answer(message.message_id, "release")  # back to its queue, no attempt used
+        return Answer(message.message_id, "release")  # back to its queue, no attempt used, its tokens returned
 
     def errored(self, message: Claimed, error: BaseException) -> Answer:
         return Answer(
@@ -116,10 +136,15 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
         )
 
     async def record(self, messages: list[Claimed], answers: list[Answer]) -> None:
+        self._send_by.pop(messages[0].claim_id, None)
+        unsent = sum(m.segments for m, a in zip(messages, answers, strict=True) if a.outcome == "release")
+
         async def record(connection: asyncpg.Connection) -> None:
             if any(a.outcome == "throttled" for a in answers):
                 await dispatch.throttle(connection, self.destination.id)
             await dispatch.complete(connection, messages[0].claim_id, answers, self.dispatcher.settings.max_attempts)
+            if unsent:
+                await dispatch.return_tokens(connection, self.destination.id, unsent)
 
         await with_retries(self.pool, record)
         logger.info("batch completed", extra={"destination": self.destination.code, "messages": len(answers)})
@@ -133,9 +158,17 @@ class Dispatcher:
         self.settings = settings
         self.metrics = metrics
         self.current: dict[int, Destination] = {}
-        """The destinations served, by id, as last read."""
+        """The destinations this process can serve (its gateway kinds), by id, as last read."""
         self._stopping = asyncio.Event()
-        self._loops: dict[int, DestinationLoop] = {}
+        self._leases = Leases(dsn)
+        self._loops: dict[Lease, DestinationLoop] = {}
+
+    def serves(self, lease: Lease, destination: Destination) -> bool:
+        return (
+            not self._stopping.is_set()
+            and lease in self._leases.held
+            and self.current.get(destination.id) == destination
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -143,44 +176,47 @@ class Dispatcher:
             loop.stop()  # idle loops notice at once; a claim in progress is never cut short
 
     def _notified(self, payload: str | None) -> None:
-        if payload is None:  # (re)connected: a NOTIFY may have been missed
-            for loop in self._loops.values():
+        for lease, loop in self._loops.items():
+            if payload is None or payload == str(lease.destination_id):  # None: (re)connected, a NOTIFY may be lost
                 loop.wake.set()
-            return
-        try:
-            loop = self._loops.get(int(payload))
-        except ValueError:
-            return
-        if loop is not None:
-            loop.wake.set()
 
     async def run(self) -> None:
         # claims and completions commit without waiting for the WAL flush: a database crash can lose the last
         # few, which leases and idempotency keys already cover (docs/decisions/0007); submissions stay durable
         pool = await db_pool.create(self.dsn, min_size=2, max_size=6, server_settings={"synchronous_commit": "off"})
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        tasks: dict[int, asyncio.Task[None]] = {}
+        tasks: dict[Lease, asyncio.Task[None]] = {}
         helpers = [
             asyncio.create_task(Listener(self.dsn, NOTIFY_CHANNEL, self._notified).run()),
             asyncio.create_task(Maintenance(self.dsn, max_attempts=self.settings.max_attempts).run()),
         ]
         logger.info("dispatcher started", extra={"pid": os.getpid()})
+        refreshed = -math.inf
         try:
             while not self._stopping.is_set():
                 try:
-                    async with pool.acquire() as connection:
-                        found = await dispatch.destinations(connection)
-                    self.current = {d.id: d for d in found if for_destination(d, session) is not None}
-                    for destination in self.current.values():
-                        task = tasks.get(destination.id)
+                    if time.monotonic() - refreshed >= self.settings.destinations_refresh_seconds:
+                        async with pool.acquire() as connection:
+                            found = await dispatch.destinations(connection)
+                        self.current = {d.id: d for d in found if for_destination(d, session) is not None}
+                        refreshed = time.monotonic()
+                    taken, given_back = await self._leases.rebalance(list(self.current.values()))
+                    for lease in given_back:
+                        if lease in self._loops:
+                            self._loops[lease].stop()
+                    for lease in self._leases.held:
+                        task = tasks.get(lease)
                         if task is None or task.done():
-                            tasks[destination.id] = asyncio.create_task(self._serve(pool, session, destination))
+                            destination = self.current[lease.destination_id]
+                            tasks[lease] = asyncio.create_task(self._serve(pool, session, destination, lease))
                 except DATABASE_ERRORS as error:
                     logger.warning("destinations not read", extra={"error": str(error)})
-                await wait(self._stopping, self.settings.destinations_refresh_seconds)
+                await wait(self._stopping, self.settings.leases_seconds)
         finally:
-            # however the loop ended: stop claiming, let sends finish or release them, record every answer
+            # however the loop ended: stop claiming, give the leases back (others may take over while this
+            # process drains), let sends finish or release them, record every answer
             self.stop()
+            await self._leases.close()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             for helper in helpers:
                 helper.cancel()
@@ -189,18 +225,24 @@ class Dispatcher:
             await pool.close()
             logger.info("dispatcher stopped", extra={"pid": os.getpid()})
 
-    async def _serve(self, pool: asyncpg.Pool, session: aiohttp.ClientSession, destination: Destination) -> None:
-        """Serve one destination until it changes or the dispatcher stops, then drain its sends."""
+    async def _serve(
+        self, pool: asyncpg.Pool, session: aiohttp.ClientSession, destination: Destination, lease: Lease
+    ) -> None:
+        """Claim for one destination while this process holds the lease and the destination is unchanged, then
+        drain its sends."""
         gateway = for_destination(destination, session)
         assert gateway is not None
-        loop = DestinationLoop(self, pool, gateway, destination)
-        self._loops[destination.id] = loop
-        if self._stopping.is_set():
+        loop = DestinationLoop(self, pool, gateway, destination, lease)
+        self._loops[lease] = loop
+        if not self.serves(lease, destination):
             loop.stop()
-        logger.info("destination served", extra={"destination": destination.code, "gateway": destination.url})
+        logger.info(
+            "destination served",
+            extra={"destination": destination.code, "claimer": lease.claimer, "gateway": destination.url},
+        )
         try:
             await loop.run()
         finally:
             await loop.drain(self.settings.grace_seconds)
-            if self._loops.get(destination.id) is loop:
-                del self._loops[destination.id]
+            if self._loops.get(lease) is loop:
+                del self._loops[lease]

@@ -8,9 +8,12 @@ FROM fairlane.destinations d JOIN fairlane.gateways g ON g.id = d.gateway_id
 ORDER BY d.id
 
 -- name: claim
--- Claim up to $2 messages of destination $1 with a lease of $3 seconds.
-SELECT message_id, claim_id, tenant, destination, sender, recipient, body, segments, expires_at, attempts
-FROM fairlane.claim_v2($1, $2, $3)
+-- Claim up to $2 messages of destination $1 with a lease of $3 seconds; in how many seconds to claim next
+-- (NULL: when something new comes); and how long the claim took in the database (the rest of the round trip
+-- is the way back, which a stalled client may have spent asleep).
+SELECT c.messages, greatest(extract(epoch FROM c.ready_at - clock_timestamp()), 0)::float8 AS ready_in,
+       extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS took
+FROM fairlane.claim_v3($1, $2, $3) c
 
 -- name: complete
 -- Record the gateway's answers for one claim.
@@ -20,18 +23,22 @@ SELECT fairlane.complete_v1($1, $2, $3, $4, $5, $6, $7, $8)
 -- Halve the destination's effective rate after a 429.
 SELECT fairlane.throttle_v2($1)
 
--- name: ready
--- Whether destination $1 has a message that could be claimed now (after an empty claim: out of tokens, or
--- nothing ready?): an eligible queue whose head has a ready message.
-SELECT EXISTS (
-    SELECT FROM fairlane.queues q
-    WHERE q.destination_id = $1 AND q.queued_count > 0 AND (q.not_before IS NULL OR q.not_before <= now())
-      AND EXISTS (
-          SELECT FROM fairlane.messages_live m
-          WHERE m.queue_id = q.id AND m.status = 'queued' AND (m.available_at IS NULL OR m.available_at <= now())
-      )
-)
-
 -- name: queue_waits
 -- Seconds each of the given messages waited from acceptance until now (the claim), for the metrics.
 SELECT extract(epoch FROM now() - m.created_at)::float8 FROM fairlane.messages_live m WHERE m.id = ANY($1::bigint[])
+
+-- name: return_tokens
+-- Give destination $1's bucket back the tokens of $2 segments claimed but never sent.
+SELECT fairlane.return_tokens_v1($1, $2)
+
+-- name: take_lease
+-- Claim for destination $1 as its claimer number $2 (a session advisory lock on the lease connection).
+SELECT pg_try_advisory_lock(hashtext('fairlane.claimer'), ($1 * 8 + $2)::integer)
+
+-- name: give_back_lease
+-- Stop claiming for destination $1 as its claimer number $2.
+SELECT pg_advisory_unlock(hashtext('fairlane.claimer'), ($1 * 8 + $2)::integer)
+
+-- name: dispatchers
+-- How many dispatcher processes run against this database (each holds one lease connection).
+SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1

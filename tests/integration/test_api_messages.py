@@ -287,7 +287,7 @@ async def test_cancel_races_a_claim_exactly_one_wins(api, conn, dsn):
 
     async def claim_all():
         claimed = []
-        while batch_claimed := await dispatch.claim(connection, destination, 7, 60):
+        while batch_claimed := (await dispatch.claim(connection, destination, 7, 60)).messages:
             claimed += [message.message_id for message in batch_claimed]
             await asyncio.sleep(0)
         return claimed
