@@ -4,12 +4,14 @@ Creating and changing entities goes through db/configuration.py, the same code a
 file and the API cannot disagree; each function runs in its own transaction and returns the entity as
 stored (plain dicts, ready for JSON) and whether it was created."""
 
+import base64
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from db import configuration, queries
 from db.configuration import Entity as Document
@@ -76,9 +78,29 @@ def tenant(connection: Connection, name: str) -> Entity:
 def put_tenant(connection: Connection, value: Document) -> tuple[Entity, bool]:
     result = configuration.apply(connection, {"tenants": [value]})
     entity = tenant(connection, value["name"])
-    if value["name"] in result.api_keys:
-        entity["api_key"] = result.api_keys[value["name"]]  # shown once
+    if value["name"] in result.api_keys:  # created: its key and signing secret are shown once
+        entity["api_key"] = result.api_keys[value["name"]]
+        entity["signing_secret"] = _found(_one(connection, "signing_secret", name=value["name"]), "tenant")[
+            "signing_secret"
+        ]
     return entity, f"tenant {value['name']}" in result.created
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def rotate_signing_secret(connection: Connection, tenant_name: str, grace_seconds: int) -> Entity:
+    """A new signing secret for a tenant, shown once; callbacks are signed with the previous one too for
+    `grace_seconds` (Standard Webhooks receivers accept any of several signatures)."""
+    secret = new_signing_secret()
+    with connection.transaction():
+        _found(
+            _one(connection, "rotate_signing_secret", name=tenant_name, secret=secret, grace_seconds=grace_seconds),
+            f"tenant {tenant_name!r}",
+        )
+    return {**tenant(connection, tenant_name), "signing_secret": secret}
 
 
 def delete_tenant(connection: Connection, name: str) -> None:
@@ -122,8 +144,20 @@ def gateway(connection: Connection, name: str) -> Entity:
 
 
 def put_gateway(connection: Connection, value: Document) -> tuple[Entity, bool]:
-    created = _apply(connection, {"gateways": [value]}, f"gateway {value['name']}")
-    return gateway(connection, value["name"]), created
+    """The receipts token is in the answer only when it was made up (a gateway created without one)."""
+    result = configuration.apply(connection, {"gateways": [value]})
+    entity = gateway(connection, value["name"])
+    if value["name"] in result.receipts_tokens:
+        entity["receipts_token"] = result.receipts_tokens[value["name"]]
+    return entity, f"gateway {value['name']}" in result.created
+
+
+def rotate_receipts_token(connection: Connection, name: str) -> Entity:
+    """A new receipts token for a gateway, made up and shown once; the old one stops working at once."""
+    token = configuration.new_receipts_token()
+    with connection.transaction():
+        _found(_one(connection, "rotate_receipts_token", name=name, token=token), f"gateway {name!r}")
+    return {**gateway(connection, name), "receipts_token": token}
 
 
 def delete_gateway(connection: Connection, name: str) -> None:
@@ -178,9 +212,34 @@ def put_routes(connection: Connection, values: list[Document]) -> list[Entity]:
     return routes(connection)
 
 
+def _settings(connection: Connection, query: str) -> Entity:
+    """One part of the settings, read as `fairlane apply` reads it (sql/queries/configuration.sql)."""
+    with connection.cursor(row_factory=dict_row) as cursor:
+        return _found(cursor.execute(queries.load("configuration")[query]).fetchone(), "settings")
+
+
+def callbacks(connection: Connection) -> Entity:
+    """Where status callbacks may go beyond public https URLs."""
+    return _settings(connection, "callbacks")
+
+
+def put_callbacks(connection: Connection, value: Document) -> Entity:
+    configuration.apply(connection, {"callbacks": value})
+    return callbacks(connection)
+
+
+def limits(connection: Connection) -> Entity:
+    return _settings(connection, "limits")
+
+
+def put_limits(connection: Connection, value: Document) -> Entity:
+    configuration.apply(connection, {"limits": value})
+    return limits(connection)
+
+
 def retention(connection: Connection) -> int:
     """How long finished messages are kept, in seconds."""
-    return int(_found(_one(connection, "retention"), "settings")["seconds"])
+    return int(_settings(connection, "retention")["retention_seconds"])
 
 
 def put_retention(connection: Connection, value: Document) -> int:
@@ -192,12 +251,24 @@ def queue_scores(connection: Connection, destination_code: str | None) -> list[E
     return _all(connection, "queue_scores", destination=destination_code)
 
 
-def open_pool(dsn: str) -> ConnectionPool:
-    """The admin side's connections (autocommit; each operation opens its own transactions)."""
-    return ConnectionPool(dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True)
+def open_pool(dsn: str, *, statement_timeout: float = 30.0, acquire_timeout: float = 10.0) -> ConnectionPool:
+    """The admin side's connections (autocommit; each operation opens its own transactions): a statement runs
+    at most `statement_timeout` seconds, taking a connection waits at most `acquire_timeout`."""
+    options = f"-c statement_timeout={int(statement_timeout * 1000)}"
+    return ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=4,
+        timeout=acquire_timeout,
+        kwargs={"autocommit": True, "options": options},
+        open=True,
+    )
 
 
 def run(pool: ConnectionPool, work: Callable[[Connection], Any]) -> Any:
     """Run one admin operation on a pooled connection (the API calls this in a worker thread)."""
-    with pool.connection() as connection, translate():
-        return work(connection)
+    try:
+        with pool.connection() as connection, translate():
+            return work(connection)
+    except PoolTimeout:
+        raise FairlaneError("unavailable", "no database connection is free; retry") from None

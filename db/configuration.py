@@ -12,10 +12,12 @@ import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import JsonbDumper
 
 from db import queries
 from db.errors import FairlaneError, translate
@@ -28,6 +30,9 @@ class Result:
     changes: list[str] = field(default_factory=list)
     api_keys: dict[str, str] = field(default_factory=dict)
     """API keys of tenants created by this run, by tenant name (shown once, stored only as digests)."""
+    receipts_tokens: dict[str, str] = field(default_factory=dict)
+    """Receipts tokens this run made up (for gateways it created without one), by gateway name: shown once (the
+    admin API's GETs never show them); a token the document gives is the operator's already and never shown."""
     created: set[str] = field(default_factory=set)
     """What this run created, as "<kind> <label>" (e.g. "tenant acme", "allocation US/enterprise")."""
 
@@ -48,7 +53,57 @@ def new_api_key() -> str:
 
 
 def _differences(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    return [f"{key} {current[key]} -> {value}" for key, value in wanted.items() if current[key] != value]
+    differences = []
+    for key, value in wanted.items():
+        if isinstance(value, dict) and isinstance(current[key], dict):  # settings: the keys that changed
+            keys = sorted(current[key].keys() | value.keys())
+            differences += _differences(
+                {f"{key}.{k}": current[key].get(k) for k in keys}, {f"{key}.{k}": value.get(k) for k in keys}
+            )
+        elif current[key] != value:
+            secret = key.endswith(("password", "token"))  # a secret's change is said, never shown
+            differences.append(f"{key} changed" if secret else f"{key} {current[key]} -> {value}")
+    return differences
+
+
+GATEWAY_COLUMNS = ("kind", "url", "timeout_seconds", "max_in_flight", "receipts_token")
+
+
+def smpp_settings(gateway: Entity) -> dict[str, Any] | None:
+    """An smpp gateway's session settings (`gateways.smpp`): the document's fields other than its name and
+    the gateway's columns, as JSON values; None for other kinds."""
+    if gateway["kind"] != "smpp":
+        return None
+    return {
+        key: float(value) if isinstance(value, Decimal) else value
+        for key, value in gateway.items()
+        if key not in ("name", *GATEWAY_COLUMNS) and value is not None
+    }
+
+
+def smpp_gateway(connection: psycopg.Connection[Any], name: str) -> dict[str, Any] | None:
+    """An smpp gateway's session settings, password included (`fairlane run`'s simulator); None for others."""
+    row = connection.execute(queries.load("configuration")["smpp_gateway"], {"name": name}).fetchone()
+    return dict(row[0]) if row is not None and row[0] is not None else None
+
+
+def new_receipts_token() -> str:
+    return "rt_" + secrets.token_urlsafe(32)
+
+
+def _with_receipts_token(
+    cursor: psycopg.Cursor[Any], result: Result, name: str, wanted: dict[str, Any]
+) -> dict[str, Any]:
+    """A gateway's wanted columns with its receipts token settled (docs/decisions/0017): the one given (setting or
+    rotating it), else the current one, else for a new gateway one made up and noted in `result.receipts_tokens`
+    to be shown once."""
+    current = cursor.execute(queries.load("configuration")["gateway"], {"name": name}).fetchone()
+    token = wanted["receipts_token"]
+    if token is None and current is not None:
+        token = current["receipts_token"]
+    elif token is None:
+        token = result.receipts_tokens[name] = new_receipts_token()
+    return {**wanted, "receipts_token": token}
 
 
 def _upsert(
@@ -80,6 +135,30 @@ def apply(connection: psycopg.Connection[Any], configuration: Entity) -> Result:
     key optional) in one transaction; return what changed."""
     result = Result()
     with translate(), connection.transaction(), connection.cursor(row_factory=dict_row) as cursor:
+        cursor.adapters.register_dumper(dict, JsonbDumper)  # settings documents (gateways.smpp)
+        if configuration.get("callbacks") is not None:
+            callbacks = configuration["callbacks"]
+            _upsert(
+                cursor,
+                result,
+                "callbacks",
+                "settings",
+                "callbacks",
+                "update_callbacks",
+                {},
+                {"allow_networks": list(callbacks["allow_networks"]), "allow_http": callbacks["allow_http"]},
+            )
+        if configuration.get("limits") is not None:
+            _upsert(
+                cursor,
+                result,
+                "limits",
+                "settings",
+                "limits",
+                "update_limits",
+                {},
+                {"scheduled_per_tenant": configuration["limits"]["scheduled_per_tenant"]},
+            )
         if configuration.get("retention") is not None:
             _upsert(
                 cursor,
@@ -111,8 +190,11 @@ def apply(connection: psycopg.Connection[Any], configuration: Entity) -> Result:
                 "gateway",
                 "upsert_gateway",
                 {"name": gateway["name"]},
-                {key: gateway[key] for key in ("kind", "url", "timeout_seconds", "max_in_flight", "receipts_token")},
-            )
+                _with_receipts_token(
+                    cursor, result, gateway["name"],
+                    {**{key: gateway[key] for key in GATEWAY_COLUMNS}, "smpp": smpp_settings(gateway)},
+                ),
+            )  # fmt: skip
         for destination in configuration.get("destinations", ()):
             _apply_destination(cursor, result, destination)
         for tenant in configuration.get("tenants", ()):
@@ -288,6 +370,14 @@ class GatewaySummary:
 def gateways(connection: psycopg.Connection[Any]) -> list[GatewaySummary]:
     """Every gateway (what `fairlane run` needs to start simulators)."""
     return [GatewaySummary(*row) for row in connection.execute(queries.load("configuration")["gateways"])]
+
+
+def api_key_works(connection: psycopg.Connection[Any], tenant: str, api_key: str) -> bool:
+    """Whether `api_key` is a key of `tenant` that has not been revoked."""
+    row = connection.execute(
+        queries.load("configuration")["api_key_works"], {"tenant": tenant, "key_hash": hash_api_key(api_key)}
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def tenants(connection: psycopg.Connection[Any]) -> list[str]:

@@ -22,6 +22,8 @@ class Destination:
     url: str
     timeout_seconds: float
     max_in_flight: int
+    send_slot_seconds: float
+    """How long a claimed message may take to reach the gateway (fairlane.send_slot_v1)."""
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ def from_diagnostic(sqlstate: str | None, message: str, detail: str | None, cons
         )
     if sqlstate in RETRYABLE_SQLSTATES:  # still failing after db.transaction's retries: busy, try again
         return FairlaneError(code="unavailable", message=message)
+    if sqlstate == "57014":  # the pool's statement_timeout (db/pool.py): the database is too slow right now
+        return FairlaneError(code="unavailable", message="the database took too long to answer; retry")
     if sqlstate == "23514" and constraint in CONSTRAINTS:
         field_name, explanation = CONSTRAINTS[constraint]
         return FairlaneError(code="invalid_request", message=explanation, field=field_name)

@@ -42,3 +42,13 @@ async def drop_history_partition(connection: asyncpg.Connection) -> bool:
 async def prune(connection: asyncpg.Connection) -> int:
     """Forget idempotency keys and finished callbacks older than a day (bounded); returns how many rows."""
     return int(await connection.fetchval(_Q["prune"]))
+
+
+async def settle_waiting_parts(connection: asyncpg.Connection) -> int:
+    """Apply the receipts of SMPP messages whose every part's receipt came while they were live; how many."""
+    return int(await connection.fetchval(_Q["settle_waiting_parts"]))
+
+
+async def prune_message_parts(connection: asyncpg.Connection) -> int:
+    """Forget the parts of SMPP messages older than the retention (bounded); returns how many rows."""
+    return int(await connection.fetchval(_Q["prune_message_parts"]))

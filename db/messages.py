@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 
 from db import queries
-from db.configuration import hash_api_key
 from db.errors import FairlaneError, translate
 
 _Q = queries.load("messages")
@@ -33,8 +32,9 @@ class Submitted:
     error: FairlaneError | None
 
 
-async def authenticate(connection: asyncpg.Connection, api_key: str) -> Tenant | None:
-    row = await connection.fetchrow(_Q["authenticate"], hash_api_key(api_key))
+async def authenticate_digest(connection: asyncpg.Connection, digest: str) -> Tenant | None:
+    """The tenant holding the API key whose SHA-256 hex digest is `digest`, unless it was revoked."""
+    row = await connection.fetchrow(_Q["authenticate"], digest)
     return Tenant(row["id"], row["name"]) if row else None
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, CIDR, JSONB, TIMESTAMP
 
 SCHEMA = "fairlane"
 # PostgreSQL's own default names, so the metadata names what the migrations' DDL creates
@@ -67,6 +67,9 @@ tenants = Table(
     Column("status_callback", Text),
     Column("signing_secret", Text, nullable=False),
     _created_at(),
+    Column("previous_signing_secret", Text),
+    Column("previous_signing_secret_until", TIMESTAMPTZ),
+    Column("scheduled_count", Integer, nullable=False, server_default=text("0")),
 )
 
 api_keys = Table(
@@ -109,7 +112,8 @@ gateways = Table(
     Column("timeout_seconds", Numeric, nullable=False, server_default=text("10")),
     Column("max_in_flight", Integer, nullable=False, server_default=text("100")),
     _created_at(),
-    Column("receipts_token", Text),
+    Column("receipts_token", Text, nullable=False),
+    Column("smpp", JSONB),
 )
 
 destinations = Table(
@@ -228,6 +232,8 @@ messages_live = Table(
     Index("messages_live_tenant_id_idx", "tenant_id", "id"),
     Index("messages_lease_idx", "lease_until", postgresql_where=text("status = 'sending'")),
     Index("messages_expiry_idx", "expires_at", postgresql_where=text("status IN ('queued', 'scheduled')")),
+    Index("messages_scheduled_tenant_idx", "tenant_id", "id", postgresql_where=text("status = 'scheduled'")),
+    Index("messages_sending_tenant_idx", "tenant_id", "id", postgresql_where=text("status = 'sending'")),
 )
 
 messages_finished = Table(
@@ -237,6 +243,7 @@ messages_finished = Table(
     Index("messages_finished_id_idx", "id"),
     Index("messages_finished_tenant_id_idx", "tenant_id", "id"),
     Index("messages_finished_provider_id_idx", "provider_id", postgresql_where=text("provider_id IS NOT NULL")),
+    Index("messages_finished_queue_id_status_idx", "queue_id", "status", "id"),
     postgresql_partition_by="RANGE (finished_at)",
 )
 
@@ -247,6 +254,7 @@ messages_finished_default = Table(
     Index("messages_finished_default_id_idx", "id"),
     Index("messages_finished_default_tenant_id_id_idx", "tenant_id", "id"),
     Index("messages_finished_default_provider_id_idx", "provider_id", postgresql_where=text("provider_id IS NOT NULL")),
+    Index("messages_finished_default_queue_id_status_id_idx", "queue_id", "status", "id"),
 )
 
 destination_state = Table(
@@ -326,6 +334,9 @@ settings = Table(
     metadata,
     Column("one", Boolean, primary_key=True, server_default=text("true")),
     Column("retention_seconds", Integer, nullable=False, server_default=text("2592000")),
+    Column("callback_allow_networks", ARRAY(CIDR), nullable=False, server_default=text("'{}'")),
+    Column("callback_allow_http", Boolean, nullable=False, server_default=text("false")),
+    Column("scheduled_per_tenant", Integer, nullable=False, server_default=text("100000")),
 )
 
 usage_counters = Table(
@@ -384,7 +395,10 @@ callbacks = Table(
     _created_at(),
     Column("payload", Text, nullable=False),
     Index(
-        "callbacks_due_idx", "next_attempt_at", postgresql_where=text("delivered_at IS NULL AND abandoned_at IS NULL")
+        "callbacks_tenant_due_idx",
+        "tenant_id",
+        "next_attempt_at",
+        postgresql_where=text("delivered_at IS NULL AND abandoned_at IS NULL"),
     ),
     Index(
         "callbacks_finished_idx",
@@ -392,4 +406,22 @@ callbacks = Table(
         postgresql_where=text("delivered_at IS NOT NULL OR abandoned_at IS NOT NULL"),
     ),
     postgresql_with={"fillfactor": 80},
+)
+
+message_parts = Table(
+    "message_parts",
+    metadata,
+    Column("gateway_id", BigInteger, ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("provider_id", Text, primary_key=True),
+    Column("message_id", BigInteger, index=True),
+    Column("part", SmallInteger),
+    Column("parts", SmallInteger),
+    Column("status", Text),
+    Column("error_code", Text),
+    Column("receipts", Integer, nullable=False, server_default=text("0")),
+    Column("waiting", Boolean, nullable=False, server_default=text("false")),
+    _created_at(),
+    Index("message_parts_created_at_idx", "created_at"),
+    Index("message_parts_waiting_idx", "message_id", postgresql_where=text("waiting")),
+    postgresql_with={"fillfactor": 90},
 )

@@ -22,7 +22,13 @@ CREATE TABLE fairlane.tenants (
         CHECK (status_callback ~ '^https?://[^[:space:]]+$' AND length(status_callback) <= 2048),
     signing_secret text NOT NULL
         DEFAULT 'whsec_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''),
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- the secret before the last rotation: callbacks are signed with both until this grace period ends
+    previous_signing_secret text,
+    previous_signing_secret_until timestamptz,
+    -- its messages in status 'scheduled', held against settings.scheduled_per_tenant: kept by accept_v2,
+    -- promote_v1, cancel_v1 and expire_v1, the only ways in and out of that status
+    scheduled_count integer NOT NULL DEFAULT 0 CONSTRAINT tenants_scheduled_count_check CHECK (scheduled_count >= 0)
 );
 CREATE INDEX tenants_tenant_set_id_idx ON fairlane.tenants (tenant_set_id);
 
@@ -70,9 +76,14 @@ CREATE TABLE fairlane.gateways (
     timeout_seconds numeric NOT NULL DEFAULT 10 CONSTRAINT gateways_timeout_seconds_check CHECK (timeout_seconds > 0),
     max_in_flight integer NOT NULL DEFAULT 100 CONSTRAINT gateways_max_in_flight_check CHECK (max_in_flight > 0),
     created_at timestamptz NOT NULL DEFAULT now(),
-    -- a gateway may require its delivery receipts to carry a bearer token
-    receipts_token text
-        CONSTRAINT gateways_receipts_token_check CHECK (length(receipts_token) BETWEEN 16 AND 256)
+    -- the bearer token its delivery receipts must carry (docs/decisions/0017): every gateway has one, made up
+    -- when none is given
+    receipts_token text NOT NULL DEFAULT 'rt_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')
+        CONSTRAINT gateways_receipts_token_check CHECK (length(receipts_token) BETWEEN 16 AND 256),
+    -- an smpp gateway's session settings (host, port, system_id, password, system_type, binds, window,
+    -- enquire_link_seconds, source_ton_npi, dest_ton_npi, concatenation: service/model/configuration.py); its
+    -- url is then smpp://host:port
+    smpp jsonb CONSTRAINT gateways_smpp_check CHECK (smpp IS NULL OR kind = 'smpp' AND jsonb_typeof(smpp) = 'object')
 );
 
 CREATE TABLE fairlane.destinations (
@@ -197,6 +208,9 @@ CREATE INDEX messages_live_tenant_id_idx ON fairlane.messages_live (tenant_id, i
 CREATE INDEX messages_lease_idx ON fairlane.messages_live (lease_until) WHERE status = 'sending';
 -- The expiry sweeper (expire_v1): messages waiting past their validity.
 CREATE INDEX messages_expiry_idx ON fairlane.messages_live (expires_at) WHERE status IN ('queued', 'scheduled');
+-- A tenant's scheduled and sending messages, listed by status (GET /v1/messages?status=).
+CREATE INDEX messages_scheduled_tenant_idx ON fairlane.messages_live (tenant_id, id) WHERE status = 'scheduled';
+CREATE INDEX messages_sending_tenant_idx ON fairlane.messages_live (tenant_id, id) WHERE status = 'sending';
 
 CREATE TABLE fairlane.messages_finished PARTITION OF fairlane.messages (
     CONSTRAINT messages_finished_status_check CHECK (status IN (
@@ -208,6 +222,9 @@ CREATE INDEX messages_finished_tenant_id_idx ON fairlane.messages_finished (tena
 -- Delivery receipts name the provider's id.
 CREATE INDEX messages_finished_provider_id_idx ON fairlane.messages_finished (provider_id)
     WHERE provider_id IS NOT NULL;
+-- A tenant's list filtered by status or destination (GET /v1/messages): newest first per queue and status, so
+-- a page reads a few index entries per queue, never the tenant's whole history.
+CREATE INDEX messages_finished_queue_id_status_idx ON fairlane.messages_finished (queue_id, status, id);
 -- Rows finished at a time no partition covers (the maintenance leader was away): moved into their
 -- partition when it is made. Normally empty.
 CREATE TABLE fairlane.messages_finished_default PARTITION OF fairlane.messages_finished DEFAULT;
@@ -254,7 +271,14 @@ CREATE TABLE fairlane.settings (
     one boolean PRIMARY KEY DEFAULT true CONSTRAINT settings_one_check CHECK (one),
     -- how long a finished message and its events are kept (`[retention] finished_messages`)
     retention_seconds integer NOT NULL DEFAULT 2592000
-        CONSTRAINT settings_retention_seconds_check CHECK (retention_seconds BETWEEN 60 AND 315360000)
+        CONSTRAINT settings_retention_seconds_check CHECK (retention_seconds BETWEEN 60 AND 315360000),
+    -- status callback URLs (`[callbacks]`, docs/decisions/0017): networks they may reach although not public
+    -- (`allow_networks`), and whether plain http is allowed (`allow_http`); https to public addresses otherwise
+    callback_allow_networks cidr[] NOT NULL DEFAULT '{}',
+    callback_allow_http boolean NOT NULL DEFAULT false,
+    -- at most this many scheduled messages per tenant (`[limits] scheduled_per_tenant`)
+    scheduled_per_tenant integer NOT NULL DEFAULT 100000
+        CONSTRAINT settings_scheduled_per_tenant_check CHECK (scheduled_per_tenant BETWEEN 1 AND 100000000)
 );
 INSERT INTO fairlane.settings DEFAULT VALUES;
 
@@ -319,7 +343,8 @@ CREATE TABLE fairlane.callbacks (
     -- the JSON body, built when the event was written (record_events_v1): the same on every attempt
     payload text NOT NULL
 ) WITH (fillfactor = 80);
-CREATE INDEX callbacks_due_idx ON fairlane.callbacks (next_attempt_at)
+-- The sender's claim takes each tenant's due rows in turn (docs/decisions/0017): per tenant, oldest due first.
+CREATE INDEX callbacks_tenant_due_idx ON fairlane.callbacks (tenant_id, next_attempt_at)
     WHERE delivered_at IS NULL AND abandoned_at IS NULL;
 -- Pruning finished callbacks (prune_v1).
 CREATE INDEX callbacks_finished_idx ON fairlane.callbacks ((coalesce(delivered_at, abandoned_at)))
@@ -357,3 +382,29 @@ CREATE TABLE fairlane.destination_slices (
     rate_at timestamptz,
     PRIMARY KEY (destination_id, slice)
 ) WITH (fillfactor = 50);
+
+-- The parts of the messages sent over SMPP (docs/decisions/0016): one row per submit_sm the carrier accepted,
+-- keyed by the id it gave (complete_v1 keeps the first part's as the message's provider_id; every part's is
+-- here), written by the gateway before the message's completion (record_parts_v1). Delivery receipts come per
+-- part (part_receipt_v1) and may come first (from another bind, or before the part's row): a receipt is kept
+-- under its id, message_id NULL until the part's row arrives; once every part of a message has one the
+-- message's receipt is applied (settle_parts_v1), or waits while the message is still live (`waiting`,
+-- settle_waiting_parts_v1). Rows older than the retention of finished messages go (prune_message_parts_v1).
+CREATE TABLE fairlane.message_parts (
+    gateway_id bigint NOT NULL REFERENCES fairlane.gateways (id) ON DELETE CASCADE,
+    provider_id text NOT NULL,
+    message_id bigint,
+    part smallint,
+    parts smallint CONSTRAINT message_parts_parts_check CHECK (part BETWEEN 1 AND parts),
+    -- the part's receipt: delivered or undelivered, with the carrier's stat and err; how many came
+    status text CONSTRAINT message_parts_status_check CHECK (status IN ('delivered', 'undelivered')),
+    error_code text,
+    receipts integer NOT NULL DEFAULT 0,
+    -- every part has its receipt but the message is still live (the receipts overtook its completion)
+    waiting boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (gateway_id, provider_id)
+) WITH (fillfactor = 90);
+CREATE INDEX message_parts_message_id_idx ON fairlane.message_parts (message_id);
+CREATE INDEX message_parts_created_at_idx ON fairlane.message_parts (created_at);
+CREATE INDEX message_parts_waiting_idx ON fairlane.message_parts (message_id) WHERE waiting;

@@ -28,3 +28,7 @@ CREATE TRIGGER allocations_shares AFTER INSERT OR UPDATE OR DELETE ON fairlane.a
     FOR EACH STATEMENT EXECUTE FUNCTION fairlane.shares_changed_v1();
 CREATE TRIGGER destinations_shares AFTER UPDATE ON fairlane.destinations
     FOR EACH STATEMENT EXECUTE FUNCTION fairlane.shares_changed_v1();
+
+-- A tenant's status_callback must be a URL callbacks may reach (docs/decisions/0017).
+CREATE TRIGGER tenants_status_callback BEFORE INSERT OR UPDATE OF status_callback ON fairlane.tenants
+    FOR EACH ROW EXECUTE FUNCTION fairlane.check_tenant_callback_v1();

@@ -1,7 +1,8 @@
 """Claim and pacing for many dispatchers (docs/decisions/0018): fairlane.claim_v3 also says when the bucket
-will hold tokens again, so a claimer waits for them instead of polling; claim_v2 stays, as claim_v3's messages,
-for dispatchers of the previous release during a rolling upgrade; return_tokens_v1 gives the bucket back the
-tokens of messages claimed but never sent.
+will hold tokens again, so a claimer waits for them instead of polling, and keeps a send slot's worth of the
+rate (send_slot_v1) out of the bucket; claim_v2 stays, as claim_v3's messages, for dispatchers of the previous
+release during a rolling upgrade; return_tokens_v1 gives the bucket back the tokens of messages claimed but
+never sent.
 
 Revision ID: 0008
 Revises: 0007
@@ -17,7 +18,12 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-FUNCTIONS = ("functions/claim_v3.sql", "functions/claim_v2.sql", "functions/return_tokens_v1.sql")
+FUNCTIONS = (
+    "functions/send_slot_v1.sql",
+    "functions/claim_v3.sql",
+    "functions/claim_v2.sql",
+    "functions/return_tokens_v1.sql",
+)
 
 
 def upgrade() -> None:
@@ -35,5 +41,6 @@ def downgrade() -> None:
         """
         DROP FUNCTION fairlane.claim_v3(bigint, integer, double precision, timestamptz);
         DROP FUNCTION fairlane.return_tokens_v1(bigint, integer, timestamptz);
+        DROP FUNCTION fairlane.send_slot_v1(double precision, double precision);
         """,
     )

@@ -9,13 +9,23 @@ from aiohttp import web
 
 from db import admin, migrate, pool
 from service.api import openapi
-from service.api.auth import KEYS, LIMITER, KeyCache, RateLimiter
+from service.api.auth import GATEWAY_TOKENS, KEYS, LIMITER, GatewayTokens, KeyCache, RateLimiter
 from service.api.metrics import ApiMetrics
 from service.api.middlewares import errors, measured
 from service.api.routes import ROUTES
 from service.api.routing import add_routes
-from service.api.state import ADMIN_POOL, HEAD_REVISION, METRICS, OPENAPI, POOL, SETTINGS, SUBMITTER, ApiSettings
-from service.api.submitter import Submitter
+from service.api.state import (
+    ADMIN_POOL,
+    BATCH_SLOTS,
+    HEAD_REVISION,
+    METRICS,
+    OPENAPI,
+    POOL,
+    SETTINGS,
+    SUBMITTER,
+    ApiSettings,
+)
+from service.api.submitter import Submitter, TenantSlots
 
 
 def create_app(settings: ApiSettings) -> web.Application:
@@ -23,14 +33,20 @@ def create_app(settings: ApiSettings) -> web.Application:
     app[SETTINGS] = settings
     app[HEAD_REVISION] = migrate.head_revision()
     app[METRICS] = ApiMetrics()
-    app[LIMITER] = RateLimiter(settings.tenant_rate)
+    app[LIMITER] = RateLimiter(settings.tenant_rate, burst=settings.tenant_rate * 2)
     app[KEYS] = KeyCache()
+    app[GATEWAY_TOKENS] = GatewayTokens()
+    app[BATCH_SLOTS] = TenantSlots()
     app[OPENAPI] = openapi.document(ROUTES)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        app[POOL] = await pool.create(settings.dsn, min_size=2, max_size=10)
+        app[POOL] = await pool.create(
+            settings.dsn, min_size=2, max_size=10, statement_timeout=15.0, acquire_timeout=5.0
+        )
         app[SUBMITTER] = Submitter(app[POOL])
-        app[ADMIN_POOL] = await asyncio.to_thread(admin.open_pool, settings.dsn)
+        app[ADMIN_POOL] = await asyncio.to_thread(
+            admin.open_pool, settings.dsn, statement_timeout=15.0, acquire_timeout=5.0
+        )
         yield
         await app[SUBMITTER].close()
         await app[POOL].close()

@@ -26,13 +26,15 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object (415 unless it is declared JSON, 400 unless it is a JSON object)."""
+async def json_object(request: web.Request, limit: int | None = None) -> dict[str, Any]:
+    """The body as a JSON object (415 unless it is declared JSON, 400 unless it is a JSON object, 413 beyond
+    `limit` bytes when given)."""
     if request.content_type != "application/json":
         raise FairlaneError(
             "unsupported_media_type", f"Content-Type must be application/json, got {request.content_type!r}"
         )
-    raw = await request.read()  # 413 beyond the app's client_max_size
+    # 413 beyond the app's client_max_size, or beyond `limit`
+    raw = await request.read() if limit is None else await _read_at_most(request, limit)
     try:
         body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
@@ -44,6 +46,21 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid(None, None, f"the body must be a JSON object, got {type(body).__name__}")
     return body
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, read no further than `limit` bytes (a chunked body included): 413 beyond that."""
+    too_large = FairlaneError("payload_too_large", f"the body has more than {limit} bytes")
+    if (request.content_length or 0) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+    return b"".join(chunks)
 
 
 def shape(model: type[M], data: object, path: str = "") -> M:

@@ -8,7 +8,7 @@ from aiohttp import web
 from psycopg_pool import ConnectionPool
 
 from service.api.metrics import ApiMetrics
-from service.api.submitter import Submitter
+from service.api.submitter import Submitter, TenantSlots
 
 
 @dataclass(frozen=True)
@@ -16,8 +16,9 @@ class ApiSettings:
     dsn: str
     admin_token: str | None = None
     """FAIRLANE_ADMIN_TOKEN: the bearer token of /v1/admin (admin endpoints are refused without one)."""
-    tenant_rate: float = 1000.0
-    """FAIRLANE_TENANT_RATE: requests per second per tenant and API process (0: unlimited)."""
+    tenant_rate: float = 100.0
+    """FAIRLANE_TENANT_RATE: requests per second per tenant and API process, bursts of twice that (0:
+    unlimited)."""
     max_body_bytes: int = 16 << 20
     """Room for a batch of 1,000 messages of 1,600 characters with every character \\u-escaped."""
 
@@ -25,6 +26,7 @@ class ApiSettings:
 SETTINGS = web.AppKey("settings", ApiSettings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 SUBMITTER = web.AppKey("submitter", Submitter)
+BATCH_SLOTS = web.AppKey("batch_slots", TenantSlots)
 ADMIN_POOL = web.AppKey("admin_pool", ConnectionPool)
 METRICS = web.AppKey("metrics", ApiMetrics)
 HEAD_REVISION = web.AppKey("head_revision", str)

@@ -22,6 +22,7 @@ from service.cli import logs
 from service.cli.database import close_database, open_database
 from service.cli.settings import Settings, SettingsError
 from service.cli.supervisor import STOP_SIGNALS, Child, Supervisor, handle_stop_signals, ignore_stop_signals
+from service.model import urls
 from service.model.configuration import Configuration, parse_configuration
 from service.model.fields import Invalid
 
@@ -64,6 +65,8 @@ def _apply(dsn: str, config: Configuration) -> None:
         print("no changes")
     for tenant, api_key in result.api_keys.items():
         print(f"API key for tenant {tenant} (shown once): {api_key}")
+    for gateway, token in result.receipts_tokens.items():
+        print(f"receipts token of gateway {gateway} (shown once): {token}")
 
 
 def _stats(dsn: str, storage: bool) -> None:
@@ -86,6 +89,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             port=args.port,
             admin_token=settings.admin_token,
             env=dict(os.environ),
+            keys_file=settings.data_dir.parent / "run-keys.json",
         )
         return run.run(options)
     finally:
@@ -112,9 +116,13 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
         migrate.downgrade(database.dsn, args.revision or "base")
         print(f"database at revision {args.revision or 'base'}")
     elif args.action == "url":
-        print(database.dsn)
+        # a password stays where it was given (DATABASE_URL) unless asked for
+        print(database.dsn if args.with_password else urls.redacted(database.dsn))
     elif args.action == "psql":
-        os.execv(embedded.psql_path(), [str(embedded.psql_path()), database.dsn])
+        # the password, if any, goes by the environment: a command line is visible to every user of the machine
+        dsn, password = urls.without_password(database.dsn)
+        env = {**os.environ, **({"PGPASSWORD": password} if password else {})}
+        os.execve(embedded.psql_path(), [str(embedded.psql_path()), dsn], env)
     return 0
 
 
@@ -219,7 +227,10 @@ def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
 
     dsn = open_database(settings).dsn
     callback_settings = callbacks.CallbackSettings(
-        batch_size=args.batch_size, max_in_flight=args.max_in_flight, grace_seconds=args.grace
+        batch_size=args.batch_size,
+        max_in_flight=args.max_in_flight,
+        per_tenant_in_flight=args.per_tenant,
+        grace_seconds=args.grace,
     )
     return loop.serve(callbacks.CallbackSender(dsn, callback_settings))  # SIGTERM/SIGINT stop it; exits 0
 
@@ -245,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database: upgrade, downgrade, url, psql, stop")
     db.add_argument("action", choices=("upgrade", "downgrade", "url", "psql", "stop"))
     db.add_argument("revision", nargs="?", help="target revision (upgrade: head, downgrade: base)")
+    db.add_argument(
+        "--with-password", action="store_true", help="url: print the DSN as it is, password included (e.g. for psql)"
+    )
     db.set_defaults(handler=cmd_db)
 
     apply = commands.add_parser("apply", help="apply a declarative configuration file (TOML)")
@@ -272,6 +286,9 @@ def parser() -> argparse.ArgumentParser:
     callbacks_command = commands.add_parser("callbacks", help="the status callback sender (reads DATABASE_URL)")
     callbacks_command.add_argument("--batch-size", type=positive, default=100)
     callbacks_command.add_argument("--max-in-flight", type=positive, default=200)
+    callbacks_command.add_argument(
+        "--per-tenant", type=positive, default=20, help="posts in flight per tenant (one tenant's share of the sender)"
+    )
     callbacks_command.add_argument("--grace", type=float, default=10.0, help="seconds in-flight posts get at stop")
     callbacks_command.set_defaults(handler=cmd_callbacks, serves=True)
 

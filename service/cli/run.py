@@ -8,10 +8,14 @@ other change, and the banner prints it. `fairlane run` binds the port itself and
 to the simulator, so nothing can take the port between the choice and the simulator's start, or while the
 simulator restarts."""
 
+import dataclasses
+import json
+import os
 import secrets
 import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -19,9 +23,11 @@ import psycopg
 
 from db import admin, configuration, migrate
 from service.cli.supervisor import Child, Supervisor
+from service.model import urls
 from service.model.configuration import Configuration, Gateway
 
 LOOPBACK = ("127.0.0.1", "localhost")
+SIMULATOR_RECEIPTS_TOKEN = "FAIRLANE_SIMULATOR_RECEIPTS_TOKEN"  # tools/simulator/command.py reads it
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class RunOptions:
     port: int
     admin_token: str | None
     env: dict[str, str]
+    keys_file: Path | None = None
+    """Where the demo tenant's API key is kept between runs (beside the data directory); None: a new key."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,9 @@ class LocalSimulator:
     """The gateway's URL, moved to a free port when its own was taken."""
     listener: socket.socket
     receipts_token: str | None
+    smpp: socket.socket | None = None
+    """Its SMPP side's listening socket (`--smpp-fd`) for the smpp gateways on this machine, if it has one."""
+    smpp_gateways: tuple[str, ...] = ()
 
 
 def _fairlane(*args: str) -> list[str]:
@@ -56,20 +67,28 @@ def prepare(options: RunOptions) -> tuple[list[Child], list[str]]:
     """Migrate and configure the database; return the children to start and the lines to print."""
     migrate.upgrade(options.dsn)
     lines: list[str] = []
+    created_keys: dict[str, str] = {}
     with psycopg.connect(options.dsn, autocommit=True) as connection:
         wanted = options.config
         if wanted is None and not configuration.is_configured(connection):
             wanted = options.example
             lines.append("applied the example configuration (service/cli/example.toml)")
         if wanted is not None:
-            lines += configuration.apply(connection, wanted.model_dump()).changes
+            applied = configuration.apply(connection, wanted.model_dump())
+            lines += applied.changes
+            lines += [
+                f"receipts token of gateway {name} (shown once): {token}"
+                for name, token in applied.receipts_tokens.items()
+            ]
+            created_keys = applied.api_keys
         simulators = [
             simulator
             for gateway in configuration.gateways(connection)
             if (simulator := _simulator(connection, gateway, lines)) is not None
         ]
+        simulators = _with_smpp(connection, simulators, lines)
         tenants = configuration.tenants(connection)
-        demo_key = admin.new_api_key(connection, tenants[0])["api_key"] if tenants else None
+        demo_key = _demo_key(connection, options, tenants[0], created_keys.get(tenants[0])) if tenants else None
 
     admin_token = options.admin_token or secrets.token_urlsafe(24)
     env = {**options.env, "DATABASE_URL": options.dsn, "FAIRLANE_ADMIN_TOKEN": admin_token}
@@ -85,31 +104,67 @@ def prepare(options: RunOptions) -> tuple[list[Child], list[str]]:
     for simulator in simulators:
         receipts = f"{api_url}/v1/gateways/{simulator.gateway}/receipts"
         command = _fairlane("simulator", "--fd", str(simulator.listener.fileno()), "--receipts-url", receipts)
-        if simulator.receipts_token:
-            command += ["--receipts-token", simulator.receipts_token]
-        children.append(Child(f"simulator-{simulator.gateway}", command, env, listeners=[simulator.listener]))
+        # the receipts token is a secret: in the child's environment, never on its command line
+        simulator_env = {**env, SIMULATOR_RECEIPTS_TOKEN: simulator.receipts_token or ""}
+        listeners = [simulator.listener]
+        if simulator.smpp is not None:
+            command += ["--smpp-fd", str(simulator.smpp.fileno())]
+            listeners.append(simulator.smpp)
+        children.append(Child(f"simulator-{simulator.gateway}", command, simulator_env, listeners=listeners))
 
+    # a made-up admin token is shown (it is new); one the operator gave is theirs already and never printed
+    shown_token = admin_token if options.admin_token is None else "<FAIRLANE_ADMIN_TOKEN>"
     lines += [
         "",
         f"API:        {api_url}   (OpenAPI: {api_url}/openapi.json)",
-        f"dashboard:  {api_url}/dashboard#token={admin_token}",
-        f"admin token: {admin_token}",
+        f"dashboard:  {api_url}/dashboard#token={shown_token}",
+        f"admin token: {shown_token}" + ("" if options.admin_token is None else " (as given; not shown)"),
         f"metrics:    {api_url}/metrics (admin token); dispatchers: "
         + ", ".join(f"http://127.0.0.1:{port}/metrics" for port in metrics_ports),
     ]
     if demo_key is not None:
         lines += [
-            f"API key of tenant {tenants[0]} (new for this run): {demo_key}",
+            f"API key of tenant {tenants[0]}: {demo_key}",
             f"try:        curl -X POST {api_url}/v1/messages -H 'Authorization: Bearer {demo_key}' "
             '-H \'Content-Type: application/json\' -d \'{"to": "+15551234567", "body": "hello"}\'',
         ]
     lines += [f"simulator:  {s.url.scheme}://{s.url.netloc}/stats   (gateway {s.gateway})" for s in simulators]
     lines += [
-        f"database:   {options.dsn}",
+        f"simulator:  smpp://127.0.0.1:{s.smpp.getsockname()[1]}   (gateway {', '.join(s.smpp_gateways)})"
+        for s in simulators
+        if s.smpp is not None
+    ]
+    lines += [
+        f"database:   {urls.redacted(options.dsn)}",
         f"processes:  api, {options.workers} dispatcher(s), callbacks, {len(simulators)} simulator(s)",
         "fairlane is up; Ctrl-C stops it",
     ]
     return children, lines
+
+
+def _demo_key(connection: psycopg.Connection[Any], options: RunOptions, tenant: str, created: str | None) -> str:
+    """The first tenant's API key for the banner: the one an earlier run made and kept in `options.keys_file`
+    while it still works (not revoked, same tenant, same database), else the one the tenant was just created
+    with, else a new one; kept there (mode 0600)."""
+    database = urls.redacted(options.dsn)
+    kept: dict[str, Any] = {}
+    if options.keys_file is not None and options.keys_file.exists():
+        try:
+            kept = json.loads(options.keys_file.read_text())
+        except (OSError, ValueError):
+            kept = {}
+    entry = kept.get(database)
+    if isinstance(entry, dict) and entry.get("tenant") == tenant and isinstance(entry.get("api_key"), str):
+        if configuration.api_key_works(connection, tenant, entry["api_key"]):
+            return str(entry["api_key"])
+    api_key = created or str(admin.new_api_key(connection, tenant)["api_key"])
+    if options.keys_file is not None:
+        kept[database] = {"tenant": tenant, "api_key": api_key}
+        options.keys_file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(options.keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(kept, file)
+    return api_key
 
 
 def _simulator(
@@ -128,6 +183,38 @@ def _simulator(
         moved = Gateway.model_validate({**admin.gateway(connection, gateway.name), "url": url.geturl()})
         lines += configuration.apply(connection, {"gateways": [moved.model_dump()]}).changes
     return LocalSimulator(gateway.name, url, listener, gateway.receipts_token)
+
+
+def _with_smpp(
+    connection: psycopg.Connection[Any], simulators: list[LocalSimulator], lines: list[str]
+) -> list[LocalSimulator]:
+    """The smpp gateways on this machine get the SMPP side of a simulator (the first one, else one of their
+    own with its HTTP side on a free port): listening on their port when it is free, else on another one the
+    gateways are moved to (those of one port share it; a further port gets a further simulator)."""
+    ports: dict[int, list[str]] = {}
+    for gateway in configuration.gateways(connection):
+        url = urlsplit(gateway.url)
+        if gateway.kind == "smpp" and url.hostname in LOOPBACK and url.port:
+            ports.setdefault(url.port, []).append(gateway.name)
+    result = list(simulators)
+    for index, (port, names) in enumerate(sorted(ports.items())):
+        listener = _listen("127.0.0.1", port)
+        moved = listener.getsockname()[1]
+        if moved != port:
+            taken = f"port {port} of smpp gateway(s) {', '.join(names)} is taken"
+            lines.append(f"{taken}: the simulator listens on {moved}")
+            for name in names:
+                settings = configuration.smpp_gateway(connection, name) or {}
+                entity = {k: v for k, v in admin.gateway(connection, name).items() if v is not None and k != "url"}
+                document = Gateway.model_validate({**entity, "password": settings.get("password"), "port": moved})
+                lines += configuration.apply(connection, {"gateways": [document.model_dump()]}).changes
+        if index < len(result):
+            result[index] = dataclasses.replace(result[index], smpp=listener, smpp_gateways=tuple(names))
+        else:
+            http = _listen("127.0.0.1", 0)
+            url = urlsplit(f"http://127.0.0.1:{http.getsockname()[1]}")
+            result.append(LocalSimulator(names[0], url, http, None, listener, tuple(names)))
+    return result
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -18,8 +18,9 @@ class Settings:
     """FAIRLANE_DATA_DIR: the embedded server's data directory (default .fairlane/pgdata)."""
     admin_token: str | None = None
     """FAIRLANE_ADMIN_TOKEN: the bearer token of the admin API (`fairlane api` makes one up when unset)."""
-    tenant_rate: float = 1000.0
-    """FAIRLANE_TENANT_RATE: API requests per second per tenant and API process; 0 for no limit."""
+    tenant_rate: float = 100.0
+    """FAIRLANE_TENANT_RATE: API requests per second per tenant and API process (bursts of twice that; a batch
+    is one request); 0 for no limit."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -32,7 +33,7 @@ class Settings:
         admin_token = environ.get("FAIRLANE_ADMIN_TOKEN") or None
         if admin_token is not None and len(admin_token) < 16:
             raise SettingsError("FAIRLANE_ADMIN_TOKEN must have at least 16 characters")
-        raw_rate = environ.get("FAIRLANE_TENANT_RATE", "1000")
+        raw_rate = environ.get("FAIRLANE_TENANT_RATE", "100")
         try:
             tenant_rate = float(raw_rate)
         except ValueError:

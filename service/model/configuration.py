@@ -9,12 +9,34 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, model_validator
 
-from service.model.fields import Body, Duration, FieldProblem, Integer, OneOf, PositiveNumber, Shape, Text, parse
+from service.model.fields import (
+    Body,
+    Boolean,
+    Duration,
+    FieldProblem,
+    Integer,
+    NetworkText,
+    OneOf,
+    PositiveNumber,
+    Shape,
+    Text,
+    parse,
+)
 
 SENDER_TYPES = ("long_code", "short_code", "toll_free", "alphanumeric")
 GATEWAY_KINDS = ("http", "simulator", "smpp")
 
 Name = Annotated[str, Text(4096, empty=False)]
+TonNpi = Annotated[list[Annotated[int, Integer(0, 255)]], Field(min_length=2, max_length=2)]
+"""An SMPP address's [type of number, numbering plan indicator]."""
+SMPP_FIELDS = (
+    "host", "port", "system_id", "password", "system_type", "binds", "window", "enquire_link_seconds",
+    "source_ton_npi", "dest_ton_npi", "concatenation", "message_id_tlv",
+)  # fmt: skip
+SMPP_DEFAULTS = {
+    "system_type": "", "binds": 1, "window": 10, "enquire_link_seconds": Decimal(30), "dest_ton_npi": [1, 1],
+    "concatenation": "udh",
+}  # fmt: skip
 
 
 class TenantSet(Body):
@@ -25,11 +47,55 @@ class TenantSet(Body):
 class Gateway(Body):
     name: Name
     kind: Annotated[str, OneOf(GATEWAY_KINDS)]
-    url: Name
+    url: Name | None = None
+    """The provider's URL (http, simulator: required); an smpp gateway's is smpp://host:port."""
     timeout_seconds: PositiveNumber = Decimal(10)
     max_in_flight: Annotated[int, Integer(1)] = 100
     receipts_token: Name | None = None
-    """When set, delivery receipts must carry `Authorization: Bearer <receipts_token>` (16-256 characters)."""
+    """The bearer token delivery receipts must carry (`Authorization: Bearer <receipts_token>`, 16-256
+    characters); made up when a gateway is created without one, kept when a change leaves it out."""
+    # --- kind smpp (docs/decisions/0016): an SMPP 3.4 session; receipts come back over it (deliver_sm) ---
+    host: Name | None = None
+    port: Annotated[int, Integer(1, 65535)] | None = None
+    system_id: Annotated[str, Text(15, empty=False)] | None = None
+    password: Annotated[str, Text(8)] | None = None
+    """Never shown by the admin API."""
+    system_type: Annotated[str, Text(12)] | None = None
+    """Default empty."""
+    binds: Annotated[int, Integer(1, 64)] | None = None
+    """Transceiver binds at once, across all dispatcher processes (default 1)."""
+    window: Annotated[int, Integer(1, 1000)] | None = None
+    """Outstanding submit_sm per bind (default 10)."""
+    enquire_link_seconds: PositiveNumber | None = None
+    """Keep-alive interval (default 30)."""
+    source_ton_npi: TonNpi | None = None
+    """[ton, npi] of the sender (default by its form: +E.164 [1, 1], alphanumeric [5, 0], digits [0, 1])."""
+    dest_ton_npi: TonNpi | None = None
+    """[ton, npi] of the recipient (default [1, 1]: international, E.164)."""
+    concatenation: Annotated[str, OneOf(("udh", "sar"))] | None = None
+    """Long messages as parts with UDH concatenation headers (default) or sar_* TLVs."""
+    message_id_tlv: Annotated[int, Integer(0x1400, 0x3FFF)] | None = None
+    """A vendor-specific TLV tag in which each submit_sm carries the fairlane message id, the same on every
+    attempt, for a carrier that takes it as an idempotency key (the simulator's: 0x1410); default none."""
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Self:
+        smpp = {name: getattr(self, name) for name in SMPP_FIELDS}
+        if self.kind != "smpp":
+            if self.url is None:
+                raise FieldProblem("url", f"must have a url (kind {self.kind})")
+            extra = next((name for name, value in smpp.items() if value is not None), None)
+            if extra is not None:
+                raise FieldProblem(extra, f"may have {extra} only when its kind is smpp")
+            return self
+        missing = next((name for name in ("host", "port", "system_id", "password") if smpp[name] is None), None)
+        if missing is not None:
+            raise FieldProblem(missing, f"must have {missing} (kind smpp)")
+        url = f"smpp://{self.host}:{self.port}"
+        if self.url is not None and self.url != url:
+            raise FieldProblem("url", f"must have no url or {url} (kind smpp: made of host and port)")
+        defaults = {name: value for name, value in SMPP_DEFAULTS.items() if smpp[name] is None}
+        return self.model_copy(update={"url": url, **defaults})
 
 
 class Allocation(Body):
@@ -107,8 +173,28 @@ class Retention(Body):
     gone (the API answers 404); usage (`fairlane.usage_daily`) stays."""
 
 
+class Callbacks(Body):
+    """Where status callbacks may go beyond public https URLs (`[callbacks]`, `PUT /v1/admin/callbacks`;
+    docs/decisions/0017)."""
+
+    allow_networks: list[Annotated[str, NetworkText()]] = Field([], max_length=100)
+    """Networks callbacks may reach although they are not public (private deployments, tests), e.g.
+    ["10.20.0.0/16"]; default none."""
+    allow_http: Annotated[bool, Boolean()] = False
+    """Whether plain http callback URLs are allowed; default https only."""
+
+
+class Limits(Body):
+    """Per-tenant limits (`[limits]`, `PUT /v1/admin/limits`)."""
+
+    scheduled_per_tenant: Annotated[int, Integer(1, 100_000_000)] = 100_000
+    """At most this many scheduled messages per tenant (further ones are refused with scheduled_overflow)."""
+
+
 class Configuration(Body):
     retention: Retention | None = None
+    callbacks: Callbacks | None = None
+    limits: Limits | None = None
     tenant_sets: list[TenantSet] = []
     gateways: list[Gateway] = []
     destinations: list[Destination] = []
@@ -143,8 +229,11 @@ class TenantEntity(Shape):
     tenant_set: str
     weight: float
     status_callback: str | None
-    signing_secret: str
-    """The Standard Webhooks secret of the tenant's status callbacks."""
+    signing_secret: str | None = None
+    """The Standard Webhooks secret of the tenant's status callbacks: only when the tenant is created or the
+    secret rotated."""
+    previous_signing_secret_valid_until: dt.datetime | None = None
+    """After a rotation: until when callbacks are signed with the previous secret too."""
     api_keys: list[ApiKey]
     api_key: str | None = None
     """Only when the tenant is created."""
@@ -163,7 +252,21 @@ class GatewayEntity(Shape):
     url: str
     timeout_seconds: float
     max_in_flight: int
-    receipts_token: str | None
+    receipts_token: str | None = None
+    """Only when made up: the gateway created without one, or its token rotated."""
+    host: str | None = None
+    """smpp (the password is never shown): host, port, system_id, system_type, binds, window,
+    enquire_link_seconds, source_ton_npi, dest_ton_npi, concatenation, message_id_tlv."""
+    port: int | None = None
+    system_id: str | None = None
+    system_type: str | None = None
+    binds: int | None = None
+    window: int | None = None
+    enquire_link_seconds: float | None = None
+    source_ton_npi: list[int] | None = None
+    dest_ton_npi: list[int] | None = None
+    concatenation: str | None = None
+    message_id_tlv: int | None = None
 
 
 class AllocationEntity(Shape):
@@ -191,6 +294,22 @@ class RouteEntity(Shape):
 
 class RoutesEntity(Shape):
     routes: list[RouteEntity]
+
+
+class SigningSecretRotation(Body):
+    """`POST /v1/admin/tenants/{name}/signing-secret/rotate` (the body is optional)."""
+
+    grace_seconds: Annotated[int, Integer(0, 30 * 86400)] = 86400
+    """How long callbacks are signed with the previous secret too (default a day), so receivers can switch."""
+
+
+class CallbacksEntity(Shape):
+    allow_networks: list[str]
+    allow_http: bool
+
+
+class LimitsEntity(Shape):
+    scheduled_per_tenant: int
 
 
 class RetentionEntity(Shape):

@@ -28,6 +28,7 @@ ERRORS: dict[str, ErrorCode] = {
     "unsupported_media_type": ErrorCode(415, False, "the body is not declared application/json"),
     "idempotency_mismatch": ErrorCode(422, False, "the idempotency key was used with a different request"),
     "queue_overflow": ErrorCode(429, True, "the queue's projected drain time is over its limit"),
+    "scheduled_overflow": ErrorCode(429, True, "the tenant holds as many scheduled messages as it may"),
     "rate_limited": ErrorCode(429, True, "too many requests; slow down"),
     "internal": ErrorCode(500, True, "an unexpected failure"),
     "unavailable": ErrorCode(503, True, "the database is unavailable or busy; retry"),

@@ -7,6 +7,7 @@ got -1`). The rules of messages themselves (E.164, lengths, routes) are the data
 make sure what reaches it has the right types."""
 
 import datetime as dt
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,6 +120,36 @@ class Integer(Check):
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+
+
+@dataclass(frozen=True)
+class Boolean(Check):
+    """true or false (not 1, not "true")."""
+
+    def check(self, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass(frozen=True)
+class NetworkText(Check):
+    """An IP network in CIDR notation (an address alone is a network of one), given back normalised."""
+
+    def check(self, value: object) -> str:
+        wanted = "must be an IP network such as 10.0.0.0/8, 192.168.1.10 or fd00::/8"
+        if not isinstance(value, str) or len(value) > 64 or not is_plain_text(value):
+            raise ValueError(wanted)
+        try:
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError(wanted) from None
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "maxLength": 64, "examples": ["10.0.0.0/8", "fd00::/8"]}
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ quota, spread over the processes), each with its own loop (service/workers/loop.
 (`fairlane.claim_v3`: fair order, the quota taken inside the claim), send every message to the gateway
 concurrently (at most the gateway's `max_in_flight`), record the answers (`fairlane.complete_v1`). The claim
 says when the bucket will hold tokens again, and the loop waits until then; an idle loop waits for a NOTIFY
-on `fairlane_ready`. A message is sent within its slot (SEND_SLOT_SECONDS of its claim) or not at all: after
-a stall it goes back to its queue and its tokens back to the bucket, so late sends never bunch at the carrier
-(docs/decisions/0018). One way to start (`run`), one to stop (`stop`, also on SIGTERM/SIGINT): stop
-claiming, give the leases back, let in-flight sends finish for up to a grace period, release what is left
-back to its queue, exit. Maintenance (service/workers/maintenance.py) runs in every dispatcher process, on one
-at a time.
+on `fairlane_ready`. A message is sent within its slot (the destination's `send_slot_seconds` from its
+claim) or not at all: after a stall it goes back to its queue and its tokens back to the bucket, so late sends
+never bunch at the carrier (docs/decisions/0018). One way to start (`run`), one to stop (`stop`, also on
+SIGTERM/SIGINT): stop claiming, give the leases back, let in-flight sends finish for up to a grace period,
+release what is left back to its queue, exit. Maintenance (service/workers/maintenance.py) runs in every
+dispatcher process, on one at a time.
 """
 
 import asyncio
@@ -37,10 +37,6 @@ from service.workers.metrics import DispatchMetrics
 
 logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "fairlane_ready"
-SEND_SLOT_SECONDS = 0.05
-"""A claimed message goes to the gateway within this long of its claim or goes back to its queue: the bucket's
-capacity keeps 50 ms of the rate for the time between claim and arrival (claim_v3), so sends later than that
-could put the carrier above rate + burst in a second."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +95,7 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
             # the tokens were taken when the claim ended in the database: the slot runs from then, so time
             # the answer spent on its way back (a stalled process) counts against it
             way_back = max(received - sent - claim.took, 0.0)
-            self._send_by[claim.messages[0].claim_id] = received - way_back + SEND_SLOT_SECONDS
+            self._send_by[claim.messages[0].claim_id] = received - way_back + self.destination.send_slot_seconds
             logger.info("batch claimed", extra={"destination": self.destination.code, "messages": len(claim.messages)})
         return claim.messages
 
@@ -112,10 +108,11 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
             await wait(self.stopping, min(self._ready_in, self.poll_seconds))
 
     async def work(self, message: Claimed) -> Answer:
-        if time.monotonic() > self._send_by.get(message.claim_id, math.inf):
+        send_by = self._send_by.get(message.claim_id, math.inf)
+        if time.monotonic() > send_by:
             return self.cut_short(message)  # too late for its slot (the process stalled): back to its queue
         started = time.perf_counter()
-        answer = await self.gateway.send(message)
+        answer = await self.gateway.send(message, send_by)
         metrics = self.dispatcher.metrics
         if metrics is not None:
             gateway = self.destination.gateway
@@ -241,8 +238,11 @@ class Dispatcher:
             extra={"destination": destination.code, "claimer": lease.claimer, "gateway": destination.url},
         )
         try:
-            await loop.run()
+            # the gateway gets ready first (an smpp gateway binds) and closes after the last send
+            if await gateway.start(self.dsn, pool, lambda: not loop.stopping.is_set() and loop.keeps_going()):
+                await loop.run()
         finally:
             await loop.drain(self.settings.grace_seconds)
+            await gateway.close()
             if self._loops.get(lease) is loop:
                 del self._loops[lease]

@@ -55,6 +55,9 @@ class Maintenance:
             "promoted": await maintenance.promote(connection),
             "expired": await maintenance.expire(connection),
             "pruned": await maintenance.prune(connection),
+            # messages sent over SMPP (docs/decisions/0016): receipts that overtook completions, old parts
+            "receipts_settled": await maintenance.settle_waiting_parts(connection),
+            "parts_pruned": await maintenance.prune_message_parts(connection),
         }
         done["partitions_made"] = await _repeat(maintenance.make_history_partition, connection)
         done["partitions_dropped"] = await _repeat(maintenance.drop_history_partition, connection)

@@ -2,7 +2,8 @@
 -- submissions, set-wise (one pass per step over all rows, never row by row):
 --   1. resolve and validate: tenant, recipient (E.164), body, sender (given, or the tenant's sender with the
 --      longest matching route), destination (given, or the longest route prefix for the sender's type),
---      send_at, validity, callback URL, idempotency key; segments and encoding;
+--      send_at, validity, callback URL (callback_url_problem_v1), idempotency key; segments and encoding;
+--      a tenant's scheduled messages up to its cap (settings.scheduled_per_tenant, tenants.scheduled_count);
 --   2. queues: one per (tenant, destination, sender), created on first use;
 --   3. admission: with the receiving queues locked in id order, refuse a row whose queue's projected drain
 --      time (queued segments / the queue's portion) would exceed the destination's max_drain_seconds or the
@@ -33,6 +34,7 @@ DECLARE
     route_key_length integer;
     new_keys bigint;
     claimed_keys bigint;
+    scheduled_cap integer;
 BEGIN
     IF row_count = 0 THEN
         RETURN;
@@ -59,6 +61,11 @@ BEGIN
         groups AS (
             SELECT DISTINCT ON (nb.group_key) nb.group_key, nb.tenant, nb.sender, nb.destination, nb.route_key
             FROM numbered nb
+        ),
+        url_checks AS (
+            -- each distinct callback URL checked once
+            SELECT d.url, fairlane.callback_url_problem_v1(d.url) AS problem
+            FROM (SELECT DISTINCT nb.status_callback AS url FROM numbered nb WHERE nb.status_callback IS NOT NULL) d
         ),
         resolved AS (
             SELECT g.group_key, t.id AS tenant_id, s.id AS sender_id, s.type AS sender_type,
@@ -142,17 +149,17 @@ BEGIN
                        WHEN nb.validity_seconds NOT BETWEEN 1 AND 36000 THEN
                            ROW('invalid_request', 'validity_seconds', nb.validity_seconds::text,
                                format('validity_seconds %s is outside 1..36000', nb.validity_seconds), NULL)::fairlane.row_error_v2
-                       WHEN nb.status_callback !~ '^https?://[^[:space:]]+$'
-                            OR length(nb.status_callback) > 2048 THEN
+                       WHEN u.problem IS NOT NULL THEN
                            ROW('invalid_request', 'status_callback', left(nb.status_callback, 100),
-                               format('status_callback %s is not an http(s) URL of at most 2048 characters',
-                                      quote_literal(left(nb.status_callback, 100))), NULL)::fairlane.row_error_v2
+                               format('status_callback %s %s', quote_literal(left(nb.status_callback, 100)),
+                                      u.problem), NULL)::fairlane.row_error_v2
                        WHEN nb.idempotency_key = '' OR length(nb.idempotency_key) > 255 THEN
                            ROW('invalid_request', 'idempotency_key', left(nb.idempotency_key, 100),
                                'idempotency_key must have 1 to 255 characters', NULL)::fairlane.row_error_v2
                    END AS error
             FROM numbered nb
             JOIN resolved rs ON rs.group_key = nb.group_key
+            LEFT JOIN url_checks u ON u.url = nb.status_callback
             LEFT JOIN fairlane.idempotency_keys k
                 ON k.tenant_id = rs.tenant_id AND k.key = nb.idempotency_key
                AND k.created_at > now() - interval '24 hours'
@@ -172,7 +179,7 @@ BEGIN
                                              ELSE c.ordinal END]),
             c.original_id IS NOT NULL OR coalesce(f.ordinal < c.ordinal, false),
             c.tenant_id, c.sender_id, c.destination_id, c.recipient, c.body,
-            fairlane.segment_count_v1(fairlane.encoded_length_v1(c.body, c.gsm7), c.gsm7),
+            fairlane.segments_v2(c.body),
             CASE WHEN c.gsm7 THEN 'GSM-7' ELSE 'UCS-2' END,
             c.send_at,
             greatest(c.send_at, now()) + make_interval(secs => c.validity_seconds),
@@ -203,6 +210,45 @@ BEGIN
             PERFORM fairlane.raise_v1(bad.code, bad.field, bad.value, bad.message,
                                       CASE WHEN row_count > 1 THEN bad.ordinal END);
         END IF;
+    END IF;
+
+    -- The cap on scheduled messages: a tenant holds at most settings.scheduled_per_tenant of them
+    -- (tenants.scheduled_count, which every path in and out of 'scheduled' keeps), rows past it are refused in
+    -- order. The tenants are locked (in id order, before any queue), so concurrent calls count one after another.
+    IF EXISTS (SELECT FROM unnest(staged) s WHERE s.send_at > now() AND NOT s.replayed AND (s.error).code IS NULL) THEN
+        SELECT st.scheduled_per_tenant INTO scheduled_cap FROM fairlane.settings st;
+        PERFORM t.id
+        FROM fairlane.tenants t
+        WHERE t.id IN (SELECT s.tenant_id FROM unnest(staged) s
+                       WHERE s.send_at > now() AND NOT s.replayed AND (s.error).code IS NULL)
+        ORDER BY t.id
+        FOR NO KEY UPDATE;
+        FOR bad IN
+            WITH incoming AS (
+                SELECT s.ordinal, s.tenant_id, row_number() OVER (PARTITION BY s.tenant_id ORDER BY s.ordinal) AS n
+                FROM unnest(staged) s
+                WHERE s.send_at > now() AND NOT s.replayed AND (s.error).code IS NULL
+            )
+            SELECT i.ordinal, t.scheduled_count AS scheduled, t.name AS tenant
+            FROM incoming i
+            JOIN fairlane.tenants t ON t.id = i.tenant_id
+            WHERE t.scheduled_count + i.n > scheduled_cap
+            ORDER BY i.ordinal
+        LOOP
+            one := staged[bad.ordinal];
+            one.error := ROW(
+                'scheduled_overflow', 'send_at', one.send_at::text,
+                format('tenant %s has %s scheduled messages, as many as it may hold (%s); send it later or cancel '
+                       'some', bad.tenant, bad.scheduled, scheduled_cap),
+                jsonb_build_object('tenant', bad.tenant, 'scheduled', bad.scheduled,
+                                   'scheduled_per_tenant', scheduled_cap, 'retry_after_seconds', 60)
+            )::fairlane.row_error_v2;
+            IF strict THEN
+                PERFORM fairlane.raise_v1((one.error).code, (one.error).field, (one.error).value, (one.error).message,
+                                          CASE WHEN row_count > 1 THEN bad.ordinal END, (one.error).details);
+            END IF;
+            staged[bad.ordinal] := one;
+        END LOOP;
     END IF;
 
     -- 2. Queues, created on first use.
@@ -346,6 +392,17 @@ BEGIN
     END IF;
 
     -- 5. Write.
+    IF scheduled_cap IS NOT NULL THEN  -- the tenants are locked (the cap, above)
+        UPDATE fairlane.tenants t
+        SET scheduled_count = t.scheduled_count + c.messages
+        FROM (
+            SELECT s.tenant_id, count(*) AS messages
+            FROM unnest(staged) s
+            WHERE NOT s.replayed AND (s.error).code IS NULL AND s.send_at > now()
+            GROUP BY 1
+        ) c
+        WHERE t.id = c.tenant_id;
+    END IF;
     UPDATE fairlane.queues q
     SET queued_count = q.queued_count + c.messages, queued_segments = q.queued_segments + c.segments
     FROM (

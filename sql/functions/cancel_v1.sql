@@ -1,6 +1,7 @@
 -- Cancel a tenant's message while it is queued or scheduled (SPEC §4). Races with a claim are decided by
 -- the row lock: the claim skips a row being canceled, and a cancel that waited for a claim finds the
--- message sending and refuses. Returns the new status.
+-- message sending and refuses. A scheduled message leaves its tenant's count (tenants.scheduled_count), a queued
+-- one its queue's. Returns the new status.
 CREATE OR REPLACE FUNCTION fairlane.cancel_v1(tenant bigint, message bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -28,6 +29,9 @@ BEGIN
                                     ARRAY[NULL::text], ARRAY[0],
                                     ARRAY[jsonb_build_object('reason', 'canceled by the tenant')],
                                     ARRAY['queued', 'scheduled'], NULL, clock_timestamp());
+    IF current.status = 'scheduled' THEN
+        UPDATE fairlane.tenants t SET scheduled_count = t.scheduled_count - 1 WHERE t.id = tenant;
+    END IF;
     IF current.status = 'queued' THEN
         UPDATE fairlane.queues q
         SET queued_count = q.queued_count - 1, queued_segments = q.queued_segments - current.segments

@@ -1,8 +1,9 @@
 -- The expiry sweeper (run by the maintenance leader every second): queued and scheduled messages whose
 -- validity has passed become expired whether or not a claim reaches their queue (portion 0, a gateway kind
--- no dispatcher serves, a gateway that is down), with their event, callback and usage; their queues'
--- counters drop at once, so admission sees the room. At most 10,000 per call, oldest first; rows locked
--- by others (a claim, a cancel) are left for the next call. Returns how many expired.
+-- no dispatcher serves, a gateway that is down), with their event, callback and usage; their queues' and
+-- tenants' counters (queued_count, scheduled_count) drop at once, so admission sees the room. At most 10,000
+-- per call, oldest first; rows locked by others (a claim, a cancel) are left for the next call. Returns how
+-- many expired.
 CREATE OR REPLACE FUNCTION fairlane.expire_v1(at_time timestamptz DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -20,6 +21,12 @@ BEGIN
     IF ids IS NULL THEN
         RETURN 0;
     END IF;
+    -- the tenants of the scheduled ones locked first, in id order, then the queues (accept_v2's order)
+    PERFORM t.id
+    FROM fairlane.tenants t
+    WHERE t.id IN (SELECT m.tenant_id FROM fairlane.messages_live m WHERE m.id = ANY (ids) AND m.status = 'scheduled')
+    ORDER BY t.id
+    FOR NO KEY UPDATE;
     WITH expired AS (
         SELECT * FROM fairlane.finish_v1(
             ids, array_fill('expired'::text, ARRAY[cardinality(ids)]), array_fill(NULL::text, ARRAY[cardinality(ids)]),
@@ -27,6 +34,18 @@ BEGIN
             array_fill(0, ARRAY[cardinality(ids)]),
             array_fill('{"reason": "validity passed while waiting"}'::jsonb, ARRAY[cardinality(ids)]),
             ARRAY['queued', 'scheduled'], NULL, now_)
+    ),
+    scheduled AS (
+        SELECT q.tenant_id, count(*) AS messages
+        FROM expired e JOIN fairlane.queues q ON q.id = e.queue_id
+        WHERE e.previous_status = 'scheduled'
+        GROUP BY q.tenant_id
+    ),
+    uncounted AS (
+        UPDATE fairlane.tenants t
+        SET scheduled_count = t.scheduled_count - s.messages
+        FROM scheduled s
+        WHERE t.id = s.tenant_id
     ),
     counts AS (
         SELECT e.queue_id, count(*) AS messages, sum(e.segments) AS segments

@@ -16,6 +16,7 @@ BEGIN
             WHEN 'receipt_too_early' THEN 'FL409'
             WHEN 'idempotency_mismatch' THEN 'FL422'
             WHEN 'queue_overflow' THEN 'FL429'
+            WHEN 'scheduled_overflow' THEN 'FL429'
             ELSE 'FL500'
         END,
         MESSAGE = CASE WHEN ordinal IS NULL THEN message ELSE format('row %s: %s', ordinal, message) END,

@@ -10,10 +10,25 @@ SELECT name, weight::float8 AS weight FROM fairlane.tenant_sets WHERE name = %(n
 DELETE FROM fairlane.tenant_sets WHERE name = %(name)s RETURNING id
 
 -- name: tenant
--- One tenant with its signing secret.
-SELECT t.name, ts.name AS tenant_set, t.weight::float8 AS weight, t.status_callback, t.signing_secret
+-- One tenant (its signing secret is shown only when made: signing_secret below).
+SELECT t.name, ts.name AS tenant_set, t.weight::float8 AS weight, t.status_callback,
+       CASE WHEN t.previous_signing_secret_until > now() THEN t.previous_signing_secret_until END
+           AS previous_signing_secret_valid_until
 FROM fairlane.tenants t JOIN fairlane.tenant_sets ts ON ts.id = t.tenant_set_id
 WHERE t.name = %(name)s
+
+-- name: signing_secret
+-- A tenant's signing secret (shown when the tenant is created).
+SELECT t.signing_secret FROM fairlane.tenants t WHERE t.name = %(name)s
+
+-- name: rotate_signing_secret
+-- A new signing secret for a tenant; the previous one still signs callbacks for %(grace_seconds)s seconds.
+UPDATE fairlane.tenants t
+SET previous_signing_secret = t.signing_secret,
+    previous_signing_secret_until = now() + make_interval(secs => %(grace_seconds)s),
+    signing_secret = %(secret)s
+WHERE t.name = %(name)s
+RETURNING t.id
 
 -- name: delete_tenant
 -- Remove a tenant (with its keys; refused while it has senders or queues).
@@ -52,9 +67,18 @@ WHERE t.id = s.tenant_id AND t.name = %(tenant)s AND s.address = %(address)s
 RETURNING s.id
 
 -- name: gateway
--- One gateway.
-SELECT name, kind, url, timeout_seconds::float8 AS timeout_seconds, max_in_flight, receipts_token
+-- One gateway; an smpp gateway's settings flat, its password never.
+SELECT name, kind, url, timeout_seconds::float8 AS timeout_seconds, max_in_flight,
+       smpp->>'host' AS host, (smpp->>'port')::integer AS port, smpp->>'system_id' AS system_id,
+       smpp->>'system_type' AS system_type, (smpp->>'binds')::integer AS binds,
+       (smpp->>'window')::integer AS "window", (smpp->>'enquire_link_seconds')::float8 AS enquire_link_seconds,
+       smpp->'source_ton_npi' AS source_ton_npi, smpp->'dest_ton_npi' AS dest_ton_npi,
+       smpp->>'concatenation' AS concatenation, (smpp->>'message_id_tlv')::integer AS message_id_tlv
 FROM fairlane.gateways WHERE name = %(name)s
+
+-- name: rotate_receipts_token
+-- A new receipts token for a gateway.
+UPDATE fairlane.gateways SET receipts_token = %(token)s WHERE name = %(name)s RETURNING id
 
 -- name: delete_gateway
 -- Remove a gateway (refused while destinations use it).
@@ -97,7 +121,3 @@ ORDER BY length(r.prefix) DESC, r.prefix, r.sender_type
 SELECT * FROM fairlane.queue_scores
 WHERE %(destination)s::text IS NULL OR destination = %(destination)s
 ORDER BY destination, rank
-
--- name: retention
--- How long finished messages are kept, in seconds.
-SELECT retention_seconds AS seconds FROM fairlane.settings

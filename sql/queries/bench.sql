@@ -212,3 +212,25 @@ SELECT t.oid::regclass::text AS relation, pg_total_relation_size(t.oid) AS bytes
        coalesce(s.n_dead_tup, 0) AS dead_tuples, t.partition
 FROM tables t
 LEFT JOIN pg_stat_user_tables s ON s.relid = t.oid
+
+-- name: scale_flood
+-- The scale bench's bulk: $2 messages from each tenant of $1 through fairlane.outbox, in one statement (asyncpg).
+INSERT INTO fairlane.outbox (tenant, recipient, body)
+SELECT t.tenant, '+1555' || lpad(i::text, 7, '0'), 'Big sale ' || i
+FROM unnest($1::text[]) AS t(tenant), generate_series(1, $2) AS i
+
+-- name: scale_backends
+-- The PostgreSQL client backends serving this database except those whose application name is in $1 (asyncpg).
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend' AND application_name <> ALL($1::text[])
+
+-- name: scale_light_waits
+-- Seconds from acceptance to the carrier's answer (the sent event) of tenant $1's messages: how many there are,
+-- how many were sent, p50 and p99 (asyncpg).
+SELECT count(*) AS messages, count(e.at) AS sent,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.at - m.created_at)) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM e.at - m.created_at)) AS p99
+FROM fairlane.messages m
+JOIN fairlane.tenants t ON t.id = m.tenant_id
+LEFT JOIN fairlane.message_events e ON e.message_id = m.id AND e.status = 'sent'
+WHERE t.name = $1

@@ -8,6 +8,23 @@ SELECT retention_seconds FROM fairlane.settings
 -- Change how long finished messages are kept.
 UPDATE fairlane.settings SET retention_seconds = %(retention_seconds)s
 
+-- name: callbacks
+-- Where status callbacks may go beyond public https URLs.
+SELECT callback_allow_networks::text[] AS allow_networks, callback_allow_http AS allow_http FROM fairlane.settings
+
+-- name: update_callbacks
+-- Change where status callbacks may go.
+UPDATE fairlane.settings
+SET callback_allow_networks = %(allow_networks)s::cidr[], callback_allow_http = %(allow_http)s
+
+-- name: limits
+-- Per-tenant limits.
+SELECT scheduled_per_tenant FROM fairlane.settings
+
+-- name: update_limits
+-- Change the per-tenant limits.
+UPDATE fairlane.settings SET scheduled_per_tenant = %(scheduled_per_tenant)s
+
 -- name: tenant_set
 -- One tenant set by name.
 SELECT weight FROM fairlane.tenant_sets WHERE name = %(name)s
@@ -19,15 +36,15 @@ ON CONFLICT (name) DO UPDATE SET weight = excluded.weight
 
 -- name: gateway
 -- One gateway by name.
-SELECT kind, url, timeout_seconds, max_in_flight, receipts_token FROM fairlane.gateways WHERE name = %(name)s
+SELECT kind, url, timeout_seconds, max_in_flight, receipts_token, smpp FROM fairlane.gateways WHERE name = %(name)s
 
 -- name: upsert_gateway
 -- Create or change a gateway.
-INSERT INTO fairlane.gateways (name, kind, url, timeout_seconds, max_in_flight, receipts_token)
-VALUES (%(name)s, %(kind)s, %(url)s, %(timeout_seconds)s, %(max_in_flight)s, %(receipts_token)s)
+INSERT INTO fairlane.gateways (name, kind, url, timeout_seconds, max_in_flight, receipts_token, smpp)
+VALUES (%(name)s, %(kind)s, %(url)s, %(timeout_seconds)s, %(max_in_flight)s, %(receipts_token)s, %(smpp)s)
 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, url = excluded.url,
     timeout_seconds = excluded.timeout_seconds, max_in_flight = excluded.max_in_flight,
-    receipts_token = excluded.receipts_token
+    receipts_token = excluded.receipts_token, smpp = excluded.smpp
 
 -- name: destination
 -- One destination by code, with its gateway's name.
@@ -121,6 +138,17 @@ SELECT EXISTS (SELECT FROM fairlane.destinations) AS configured
 -- Every gateway.
 SELECT name, kind, url, receipts_token FROM fairlane.gateways ORDER BY name
 
+-- name: api_key_works
+-- Whether a key (by its digest) is a tenant's and not revoked.
+SELECT EXISTS (
+    SELECT FROM fairlane.api_keys k JOIN fairlane.tenants t ON t.id = k.tenant_id
+    WHERE t.name = %(tenant)s AND k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
+) AS works
+
 -- name: tenants
 -- Every tenant's name, the demo tenant first when there is one.
 SELECT name FROM fairlane.tenants ORDER BY name <> 'demo', name
+
+-- name: smpp_gateway
+-- An smpp gateway's session settings, password included (for `fairlane run`'s simulator; never shown by the API).
+SELECT smpp FROM fairlane.gateways WHERE name = %(name)s AND kind = 'smpp'

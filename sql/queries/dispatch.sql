@@ -1,9 +1,10 @@
 -- Queries of the dispatcher (asyncpg, $n parameters).
 
 -- name: destinations
--- Every destination with its gateway, for the dispatcher's per-destination loops.
+-- Every destination with its gateway and send slot, for the dispatcher's per-destination loops.
 SELECT d.id, d.code, d.rate::float8 AS rate, d.burst, g.name AS gateway, g.kind, g.url,
-       g.timeout_seconds::float8 AS timeout_seconds, g.max_in_flight
+       g.timeout_seconds::float8 AS timeout_seconds, g.max_in_flight,
+       fairlane.send_slot_v1(d.rate, d.burst) AS send_slot_seconds
 FROM fairlane.destinations d JOIN fairlane.gateways g ON g.id = d.gateway_id
 ORDER BY d.id
 

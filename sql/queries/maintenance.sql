@@ -28,3 +28,11 @@ SELECT fairlane.drop_history_partition_v1()
 -- name: prune
 -- Forget idempotency keys and finished callbacks older than a day (bounded).
 SELECT fairlane.prune_v1()
+
+-- name: settle_waiting_parts
+-- Apply the receipts of messages sent over SMPP whose parts' receipts came before their completion.
+SELECT fairlane.settle_waiting_parts_v1()
+
+-- name: prune_message_parts
+-- Forget the parts of messages sent over SMPP older than the retention (bounded).
+SELECT fairlane.prune_message_parts_v1()

@@ -20,17 +20,90 @@ WHERE v.id = $2 AND v.tenant_id = $1
        OR v.finished_at > now() - (SELECT s.retention_seconds FROM fairlane.settings s) * interval '1 second')
 
 -- name: messages
--- A page of tenant $1's messages, newest first, below id $5, optionally of one status and destination.
-SELECT to_jsonb(v) - 'tenant_id' AS message
-FROM fairlane.message_details v
-WHERE v.tenant_id = $1
-  AND (v.finished_at IS NULL
-       OR v.finished_at > now() - (SELECT s.retention_seconds FROM fairlane.settings s) * interval '1 second')
-  AND ($2::text IS NULL OR v.status = $2)
-  AND ($3::text IS NULL OR v.destination = $3)
-  AND v.id < $5
-ORDER BY v.id DESC
-LIMIT $4
+-- A page of tenant $1's messages, newest first, below id $5, optionally of one status ($2) and destination ($3): by index only.
+-- Without a filter, through the tenant's id indexes (live and finished). With one, per queue of the tenant (of
+-- that destination) and status, never walking the tenant's history (docs/decisions/0017): queued messages
+-- through messages_ready_idx, scheduled and sending ones through messages_scheduled_tenant_idx and
+-- messages_sending_tenant_idx, finished ones through messages_finished_queue_id_status_idx in
+-- the partitions still within the retention. Each branch runs only when the filter can match it. A filtered branch
+-- states its range as row comparisons on its index's columns and orders by all of them (equalities would let the
+-- planner drop them from the order and walk the id index instead, through the whole history, when it misjudges
+-- how rare a status is).
+WITH since AS (
+    SELECT now() - s.retention_seconds * interval '1 second' AS at FROM fairlane.settings s
+),
+chosen_queues AS (
+    SELECT q.id
+    FROM fairlane.queues q
+    JOIN fairlane.destinations d ON d.id = q.destination_id
+    WHERE q.tenant_id = $1 AND ($3::text IS NULL OR d.code = $3::text)
+),
+finished_statuses AS (
+    SELECT f.status
+    FROM unnest(ARRAY['sent', 'delivered', 'undelivered', 'failed', 'expired', 'canceled']) AS f(status)
+    WHERE $2::text IS NULL OR f.status = $2::text
+),
+page AS (
+    (SELECT m.*
+     FROM fairlane.messages m
+     WHERE $2::text IS NULL AND $3::text IS NULL
+       AND m.tenant_id = $1 AND m.id < $5
+       AND (m.finished_at IS NULL OR m.finished_at > (SELECT since.at FROM since))
+     ORDER BY m.id DESC
+     LIMIT $4)
+    UNION ALL
+    (SELECT m.*
+     FROM chosen_queues c
+     CROSS JOIN LATERAL (
+         SELECT l.* FROM fairlane.messages_live l
+         WHERE l.status = 'queued' AND (l.queue_id, l.id) < (c.id, $5) AND l.queue_id >= c.id
+         ORDER BY l.queue_id DESC, l.id DESC
+         LIMIT $4
+     ) m
+     WHERE ($2::text IS NOT NULL OR $3::text IS NOT NULL) AND coalesce($2::text, 'queued') = 'queued')
+    UNION ALL
+    (SELECT l.*
+     FROM fairlane.messages_live l
+     WHERE ($2::text IS NOT NULL OR $3::text IS NOT NULL) AND coalesce($2::text, 'scheduled') = 'scheduled'
+       AND l.status = 'scheduled' AND (l.tenant_id, l.id) < ($1, $5) AND l.tenant_id >= $1
+       AND l.queue_id IN (SELECT c.id FROM chosen_queues c)
+     ORDER BY l.tenant_id DESC, l.id DESC
+     LIMIT $4)
+    UNION ALL
+    (SELECT l.*
+     FROM fairlane.messages_live l
+     WHERE ($2::text IS NOT NULL OR $3::text IS NOT NULL) AND coalesce($2::text, 'sending') = 'sending'
+       AND l.status = 'sending' AND (l.tenant_id, l.id) < ($1, $5) AND l.tenant_id >= $1
+       AND l.queue_id IN (SELECT c.id FROM chosen_queues c)
+     ORDER BY l.tenant_id DESC, l.id DESC
+     LIMIT $4)
+    UNION ALL
+    (SELECT m.*
+     FROM chosen_queues c
+     CROSS JOIN finished_statuses f
+     CROSS JOIN LATERAL (
+         SELECT x.* FROM fairlane.messages_finished x
+         WHERE (x.queue_id, x.status, x.id) < (c.id, f.status, $5) AND (x.queue_id, x.status) >= (c.id, f.status)
+           AND x.finished_at > (SELECT since.at FROM since)
+         ORDER BY x.queue_id DESC, x.status DESC, x.id DESC
+         LIMIT $4
+     ) m
+     WHERE ($2::text IS NOT NULL OR $3::text IS NOT NULL)
+       AND ($2::text IS NULL OR $2::text NOT IN ('scheduled', 'queued', 'sending')))
+)
+SELECT jsonb_build_object(
+    'id', m.id, 'tenant', t.name, 'status', m.status, 'recipient', m.recipient, 'sender', s.address,
+    'destination', d.code, 'body', m.body, 'segments', m.segments, 'encoding', m.encoding, 'attempts', m.attempts,
+    'provider_id', m.provider_id, 'error_code', m.error_code, 'error_message', m.error_message,
+    'status_callback', m.status_callback, 'created_at', m.created_at, 'updated_at', m.updated_at,
+    'send_at', m.send_at, 'expires_at', m.expires_at, 'finished_at', m.finished_at
+) AS message
+FROM (SELECT p.* FROM page p ORDER BY p.id DESC LIMIT $4) m
+JOIN fairlane.tenants t ON t.id = m.tenant_id
+JOIN fairlane.queues q ON q.id = m.queue_id
+JOIN fairlane.senders s ON s.id = q.sender_id
+JOIN fairlane.destinations d ON d.id = q.destination_id
+ORDER BY m.id DESC
 
 -- name: events
 -- The status history of tenant $1's message $2, oldest first.
@@ -44,13 +117,31 @@ ORDER BY e.id
 SELECT fairlane.cancel_v1($1, $2)
 
 -- name: queues
--- Tenant $1's queues with depth, portion and projected drain time.
-SELECT s.queue_id, s.destination, s.sender, s.depth, s.queued_segments, s.oldest_age_seconds::float8,
-       s.portion::float8, s.projected_drain_seconds::float8, s.admission
-FROM fairlane.queue_state s
-JOIN fairlane.tenants t ON t.name = s.tenant
-WHERE t.id = $1
-ORDER BY s.queue_id
+-- Tenant $1's queues with depth, portion and projected drain time, as fairlane.queue_state shows them, but with the portions of the tenant's own destinations only (the view computes every destination's).
+WITH portions AS (
+    SELECT p.queue_id, p.portion
+    FROM fairlane.queue_portions_v2(
+        ARRAY(SELECT DISTINCT q.destination_id FROM fairlane.queues q WHERE q.tenant_id = $1), '{}') p
+)
+SELECT o.id AS queue_id, d.code AS destination, s.address AS sender, o.queued_count AS depth, o.queued_segments,
+       round(extract(epoch FROM now() - head.created_at)::numeric, 3)::float8 AS oldest_age_seconds,
+       round(p.portion::numeric, 3)::float8 AS portion,
+       round(CASE WHEN o.queued_count = 0 THEN 0 ELSE o.queued_segments / nullif(p.portion, 0) END::numeric,
+             1)::float8 AS projected_drain_seconds,
+       CASE WHEN o.queued_count > 0 AND (p.portion <= 0 OR o.queued_segments / p.portion >= d.max_drain_seconds)
+            THEN 'closed' ELSE 'open' END AS admission
+FROM fairlane.queues o
+JOIN fairlane.destinations d ON d.id = o.destination_id
+JOIN fairlane.senders s ON s.id = o.sender_id
+LEFT JOIN LATERAL (
+    SELECT m.created_at FROM fairlane.messages_live m
+    WHERE m.queue_id = o.id AND m.status = 'queued'
+    ORDER BY m.id
+    LIMIT 1
+) head ON true
+LEFT JOIN portions p ON p.queue_id = o.id
+WHERE o.tenant_id = $1
+ORDER BY o.id
 
 -- name: usage
 -- Tenant $1's usage per UTC day from $2 to $3 (dates, inclusive), destination, sender and status.

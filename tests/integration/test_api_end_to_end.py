@@ -72,6 +72,9 @@ def test_send_follow_to_delivered_and_receive_signed_callbacks(dsn, tmp_path, st
     started.append(callbacks)
     callbacks.wait_for_line("callbacks started")
     try:
+        # the receiver listens on loopback over plain http: the operator allows callbacks to reach it
+        loopback = {"allow_networks": ["127.0.0.0/8"], "allow_http": True}
+        assert call_api(base, "PUT", "/v1/admin/callbacks", ADMIN_TOKEN, loopback)[0] == 200
         assert call_api(base, "PUT", "/v1/admin/tenant-sets/startups", ADMIN_TOKEN, {"weight": 1})[0] == 201
         status, tenant = call_api(
             base,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -48,7 +49,7 @@ def _run_session(run, tmp_path, port):
     run.wait_for_line("fairlane is up", timeout=120)
     text = "".join(run.seen)
     assert "created destination US-SC" in text
-    key = re.search(r"API key of tenant demo \(new for this run\): (fl_\S+)", text).group(1)
+    key = re.search(r"API key of tenant demo: (fl_\S+)", text).group(1)
     token = re.search(r"admin token: (\S+)", text).group(1)
     assert f"http://127.0.0.1:{port}/dashboard#token={token}" in text
     _line(run, "api listening")
@@ -206,7 +207,7 @@ def test_two_runs_at_once_each_with_its_own_simulator(tmp_path):
                 assert "port 8099 of gateway carrier-sim's simulator is taken" in text and moved in text, text
         bodies = []
         for port, text in zip(ports, banners, strict=True):
-            key = _banner(text, r"API key of tenant demo \(new for this run\): (fl_\S+)")
+            key = _banner(text, r"API key of tenant demo: (fl_\S+)")
             bodies.append(_deliver(f"http://127.0.0.1:{port}", key, f"hello from {port}"))
         for own, other, simulator in ((bodies[0], bodies[1], simulators[0]), (bodies[1], bodies[0], simulators[1])):
             received = _received(simulator)
@@ -233,7 +234,9 @@ def test_children_do_not_outlive_a_killed_run(tmp_path):
     first = _start(tmp_path, port)
     second = None
     try:
-        simulator = _banner(_wait_until_up(first), r"simulator:\s+(http://\S+)/stats")
+        banner = _wait_until_up(first)
+        simulator = _banner(banner, r"simulator:\s+(http://\S+)/stats")
+        first_key = _banner(banner, r"API key of tenant demo: (fl_\S+)")
         assert len(group_members(first.pid)) == 6
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
@@ -246,7 +249,8 @@ def test_children_do_not_outlive_a_killed_run(tmp_path):
         assert f"api listening on http://127.0.0.1:{port}" in text
         assert _banner(text, r"simulator:\s+(http://\S+)/stats") == simulator
         assert "is taken" not in text and "child exited" not in text
-        key = _banner(text, r"API key of tenant demo \(new for this run\): (fl_\S+)")
+        key = _banner(text, r"API key of tenant demo: (fl_\S+)")
+        assert key == first_key  # kept in the data directory's run-keys.json, not minted per start
         assert _deliver(f"http://127.0.0.1:{port}", key, "after kill -9") in _received(simulator)
         second.signal_group(signal.SIGTERM)
         _assert_stopped_cleanly(second, second.wait(timeout=90))
@@ -262,6 +266,12 @@ def test_commands_against_database_url(dsn, tmp_path):
     head = migrate.head_revision()
     assert _fairlane("db", "upgrade", cwd=tmp_path, env=env).stdout.strip() == f"database at revision {head}"
     assert _fairlane("db", "url", cwd=tmp_path, env=env).stdout.strip() == dsn
+    parts = urlsplit(dsn)
+    with_password = parts._replace(netloc=f"postgres:s3cret@{parts.netloc.rpartition('@')[2]}").geturl()
+    shown = _fairlane("db", "url", cwd=tmp_path, env=_env(DATABASE_URL=with_password)).stdout.strip()
+    assert shown == with_password.replace("s3cret", "***")
+    asked = _fairlane("db", "url", "--with-password", cwd=tmp_path, env=_env(DATABASE_URL=with_password))
+    assert asked.stdout.strip() == with_password
     applied = _fairlane("apply", str(ROOT / "service" / "cli" / "example.toml"), cwd=tmp_path, env=env)
     assert applied.returncode == 0 and "created tenant acme" in applied.stdout
     again = _fairlane("apply", str(ROOT / "service" / "cli" / "example.toml"), cwd=tmp_path, env=env)

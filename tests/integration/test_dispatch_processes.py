@@ -146,6 +146,7 @@ def test_failures_retries_and_receipts_end_to_end(conn, dsn, tmp_path, started):
             "permanent_failure_rate": 0.1,
             "undelivered_rate": 0.2,
             "receipts_url": f"http://127.0.0.1:{api_port}/v1/gateways/sim/receipts",
+            "receipts_token": "receipts-token-of-the-simulator",
             "receipt_delay_ms": [10, 50],
             "duplicate_receipt_rate": 0.3,
         },
@@ -153,6 +154,8 @@ def test_failures_retries_and_receipts_end_to_end(conn, dsn, tmp_path, started):
     )
     started.append(simulator)
     _configure(conn, simulator, rate=500, burst=50, tenants=1)
+    # receipts always carry the gateway's token (docs/decisions/0017)
+    conn.execute("UPDATE fairlane.gateways SET receipts_token = 'receipts-token-of-the-simulator' WHERE name = 'sim'")
     backlog(conn, "t0", "+15550000000", 200)
     started.append(dispatcher(dsn))
 

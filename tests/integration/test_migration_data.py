@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from db import migrate
-from tests.integration.fixtures import apply_basic, submit
+from tests.integration.fixtures import submit
 
 MESSAGE = "SELECT id, tenant_id, queue_id, status, recipient, body, segments, attempts, provider_id, error_code FROM "
 EVENT = "SELECT id, message_id, tenant_id, status, at, detail FROM fairlane.message_events ORDER BY id"
@@ -36,19 +36,22 @@ def scratch_dsn(embedded_server):
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+# the configuration as 0005's tables hold it (today's `fairlane apply` writes today's columns)
+CONFIGURATION_AT_0005 = """
+INSERT INTO fairlane.tenant_sets (name, weight) VALUES ('enterprise', 3);
+INSERT INTO fairlane.gateways (name, kind, url) VALUES ('sim', 'simulator', 'http://127.0.0.1:9/messages');
+INSERT INTO fairlane.destinations (code, gateway_id, rate, burst) SELECT 'US-SC', id, 100, 20 FROM fairlane.gateways;
+INSERT INTO fairlane.tenants (name, tenant_set_id, status_callback)
+SELECT 'acme', id, 'https://x.test/h' FROM fairlane.tenant_sets;
+INSERT INTO fairlane.senders (tenant_id, address, type) SELECT id, '55501', 'short_code' FROM fairlane.tenants;
+INSERT INTO fairlane.routes (prefix, sender_type, destination_id)
+SELECT '+1', 'short_code', id FROM fairlane.destinations;
+"""
+
+
 def _seed(connection) -> None:
     """Messages in every status through 0005's own functions, with a callback URL so events make callbacks."""
-    apply_basic(
-        connection,
-        tenants=[
-            {
-                "name": "acme",
-                "tenant_set": "enterprise",
-                "status_callback": "https://x.test/h",
-                "senders": [{"address": "55501", "type": "short_code"}],
-            }
-        ],
-    )
+    connection.execute(CONFIGURATION_AT_0005)
     ids = [submit(connection, tenant="acme", recipient=f"+1555000{i:04d}", body=f"m{i}") for i in range(8)]
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     submit(connection, tenant="acme", recipient="+15550009999", body="later", send_at=later)

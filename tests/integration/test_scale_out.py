@@ -93,7 +93,8 @@ def test_an_empty_bucket_says_when_its_next_tokens_come(conn):
     assert conn.execute(claim, (destination, clock.at(0))).fetchone() == (0, None)
     backlog(conn, "t", "+15550000001", 20)
     taken, ready_at = conn.execute(claim, (destination, clock.at(0))).fetchone()
-    assert taken == 3  # the bucket's capacity: the burst less 50 ms of the rate
+    # the bucket's capacity: the burst less the send slot's worth of the rate (half the burst's worth, 0.2 s)
+    assert taken == 2
     # empty now: come back for one token (half the capacity, at most 50 ms of the rate, at least one), in
     # 0.1 s at 10/s
     assert ready_at == clock.at(0.1)
@@ -101,6 +102,14 @@ def test_an_empty_bucket_says_when_its_next_tokens_come(conn):
     assert (taken, ready_at) == (0, clock.at(0.1))
     taken, _ = conn.execute(claim, (destination, clock.at(0.1))).fetchone()
     assert taken == 1
+
+
+def test_the_send_slot_is_what_the_burst_can_spare(conn):
+    slots = conn.execute(
+        """SELECT fairlane.send_slot_v1(r, b) FROM (VALUES (200, 20), (10, 4), (1000000, 1000000), (100, 1000),
+           (5000, 1)) v(r, b)"""
+    ).fetchall()
+    assert [slot for (slot,) in slots] == [0.05, 0.2, 0.5, 1.0, 0.05]
 
 
 def test_token_starved_dispatchers_stay_idle(conn, dsn, tmp_path, started):

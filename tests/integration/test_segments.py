@@ -1,5 +1,7 @@
 """Segment counting: GSM-7 160/153 with extension characters as two septets, else UCS-2 70/67 in UTF-16
-code units."""
+code units. segments_v1 counts units; segments_v2 (what submissions are charged) counts the parts a splitter
+makes that never cuts an extension character or a surrogate pair in two (issue 14), one more where v1's cut
+would."""
 
 import pytest
 
@@ -37,18 +39,37 @@ CASES = [
 ]
 
 
+# where a part may not end inside a character: (body, segments_v2)
+WHOLE_CHARACTERS = {
+    "😀" * 67: 3,  # 134 code units, but a part of 67 holds 33 emoji
+    "a" * 152 + "€" + "a" * 152: 3,  # 306 septets, but the escape pair may not straddle parts 1 and 2
+}
+
+
+def segments_v2(body: str, segments: int) -> int:
+    return WHOLE_CHARACTERS.get(body, segments)
+
+
 @pytest.mark.parametrize(
     ("body", "encoding", "segments"), CASES, ids=[f"{c[1]}-{len(c[0])}-{i}" for i, c in enumerate(CASES)]
 )
 def test_segments(conn, body, encoding, segments):
     assert conn.execute("SELECT fairlane.segments_v1(%s)", (body,)).fetchone()[0] == segments
+    assert conn.execute("SELECT fairlane.segments_v2(%s)", (body,)).fetchone()[0] == segments_v2(body, segments)
+
+
+def test_whole_characters_cost_a_part_more_where_v1_would_cut_them(conn):
+    for body, segments in WHOLE_CHARACTERS.items():
+        assert conn.execute("SELECT fairlane.segments_v2(%s)", (body,)).fetchone()[0] == segments
+        assert conn.execute("SELECT fairlane.segments_v1(%s)", (body,)).fetchone()[0] == segments - 1
 
 
 def test_submitted_messages_carry_segments_and_encoding(conn):
     apply_basic(conn)
-    for body, encoding, segments in CASES:
+    cases = [*CASES, *((body, "UCS-2" if "😀" in body else "GSM-7", n - 1) for body, n in WHOLE_CHARACTERS.items())]
+    for body, encoding, segments in cases:
         message_id = submit(conn, tenant="acme", recipient="+15551234567", body=body)
         row = conn.execute("SELECT encoding, segments FROM fairlane.messages WHERE id = %s", (message_id,)).fetchone()
-        assert row == (encoding, segments), body
-    total = sum(c[2] for c in CASES)
+        assert row == (encoding, segments_v2(body, segments)), body
+    total = sum(segments_v2(body, segments) for body, _, segments in cases)
     assert conn.execute("SELECT queued_segments FROM fairlane.queues").fetchone()[0] == total

@@ -14,8 +14,8 @@ server process, the PostgreSQL backends serving the scratch database, the load g
 idle share and the share anything else used (other processes, PostgreSQL's WAL writer, the kernel), CPU
 per request (or per message for the batch run) in microseconds.
 
-Run: `fairlane bench api [--seconds S] [--concurrency C]`. Internally, `python -m tools.bench.api minimal --port P
---dsn DSN` serves the minimal handler.
+Run: `fairlane bench api [--seconds S] [--concurrency C]`. Internally, `python -m tools.bench.api minimal --port P`
+with FAIRLANE_BENCH_DSN in its environment serves the minimal handler.
 """
 
 import argparse
@@ -397,8 +397,8 @@ def _servers(scratch: str, logs: Path, servers: list[subprocess.Popen[bytes]]) -
     minimal_port, api_port = _port(), _port()
     servers.append(
         _start(
-            ["tools.bench.api", "minimal", "--port", str(minimal_port), "--dsn", scratch],
-            {},
+            ["tools.bench.api", "minimal", "--port", str(minimal_port)],
+            {"FAIRLANE_BENCH_DSN": scratch},  # a DSN may hold a password: never on a command line
             "minimal listening",
             logs / "minimal.log",
         )
@@ -487,10 +487,9 @@ def _arguments(argv: list[str] | None = None) -> argparse.Namespace:
     commands = p.add_subparsers(dest="command", required=True)
     minimal = commands.add_parser("minimal", help="serve the minimal handler")
     minimal.add_argument("--port", type=int, required=True)
-    minimal.add_argument("--dsn", required=True)
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     arguments = _arguments()
-    _serve_minimal(arguments.port, arguments.dsn)
+    _serve_minimal(arguments.port, os.environ["FAIRLANE_BENCH_DSN"])

@@ -5,7 +5,9 @@
    messages/s (a fifth of its portion) for 10 s while `flood` has 20k queued, then the same light traffic
    alone; p50/p99 queue wait (acceptance to claim) of light's messages in both cases.
 
-Run: `fairlane bench e2e`.
+Run: `fairlane bench e2e`. With `--gateway smpp` the throughput runs twice, over HTTP and then over SMPP
+(an smpp gateway with 4 binds of window 50 to the simulator's SMPP side), printed side by side, and the
+noisy neighbour runs over SMPP.
 """
 
 import json
@@ -64,10 +66,14 @@ def _simulator_received(port: int) -> int:
         return int(json.loads(response.read())["received"])
 
 
-def _configure(scratch: str, port: int, rate: float, burst: int, tenants: list[str]) -> None:
+def _configure(scratch: str, port: int, rate: float, burst: int, tenants: list[str], smpp_port: int | None) -> None:
+    gateway: dict[str, object] = {"name": "sim", "kind": "simulator", "url": f"http://127.0.0.1:{port}/messages"}
+    if smpp_port is not None:
+        gateway = {"name": "sim", "kind": "smpp", "host": "127.0.0.1", "port": smpp_port, "system_id": "X"}
+        gateway.update(password="bench", binds=4, window=50, message_id_tlv=0x1410)  # the simulator's key
     config = {
         "tenant_sets": [{"name": "s"}],
-        "gateways": [{"name": "sim", "kind": "simulator", "url": f"http://127.0.0.1:{port}/messages"}],
+        "gateways": [gateway],
         "destinations": [{"code": "X", "gateway": "sim", "rate": rate, "burst": burst, "max_drain_seconds": 100000}],
         "tenants": [
             {"name": name, "tenant_set": "s", "senders": [{"address": f"+1555{index:07d}", "type": "long_code"}]}
@@ -80,18 +86,21 @@ def _configure(scratch: str, port: int, rate: float, burst: int, tenants: list[s
 
 
 def _scenario(
-    dsn: str, config_dir: Path, simulator_config: str, rate: float, burst: int, tenants: list[str]
+    dsn: str, config_dir: Path, simulator_config: str, rate: float, burst: int, tenants: list[str], gateway: str
 ) -> tuple[str, int, list[subprocess.Popen[bytes]]]:
-    """A scratch database configured for one destination X, the simulator with `simulator_config`, and
+    """A scratch database configured for one destination X through `gateway` (http: the simulator's HTTP
+    protocol; smpp: its SMPP side, whose parts count under X), the simulator with `simulator_config`, and
     two dispatcher processes; returns (scratch DSN, simulator port, processes)."""
     scratch = recreate(dsn, DATABASE)
     port = _port()
+    smpp_port = _port() if gateway == "smpp" else None
     config = config_dir / "sim.toml"
     config.write_text(simulator_config)
-    simulator = _start(
-        ["simulator", "--port", str(port), "--config", str(config)], {}, "simulator listening", config_dir / "sim.log"
-    )
-    _configure(scratch, port, rate, burst, tenants)
+    command = ["simulator", "--port", str(port), "--config", str(config)]
+    if smpp_port is not None:
+        command += ["--smpp-port", str(smpp_port)]
+    simulator = _start(command, {}, "simulator listening", config_dir / "sim.log")
+    _configure(scratch, port, rate, burst, tenants, smpp_port)
     dispatchers = [
         _start(
             ["dispatch", "--workers", "1"], {"DATABASE_URL": scratch}, "dispatcher started", config_dir / f"d{i}.log"
@@ -101,9 +110,10 @@ def _scenario(
     return scratch, port, [*dispatchers, simulator]
 
 
-def _throughput(dsn: str, config_dir: Path) -> None:
+def _throughput(dsn: str, config_dir: Path, gateway: str = "http") -> float:
     tenants = [f"t{i}" for i in range(1000)]
-    scratch, port, processes = _scenario(dsn, config_dir, "latency_ms = [1, 3]\n", 1e9, 2_000_000_000, tenants)
+    simulator_config = "latency_ms = [1, 3]\n[smpp]\nreceipts = false\n"  # no receipts over HTTP either
+    scratch, port, processes = _scenario(dsn, config_dir, simulator_config, 1e9, 2_000_000_000, tenants, gateway)
     started = time.monotonic()
     with psycopg.connect(scratch, autocommit=True) as connection:
         connection.execute(queries.load("bench")["spread"], {"rows": 20000})
@@ -113,15 +123,17 @@ def _throughput(dsn: str, config_dir: Path) -> None:
     received = _simulator_received(port)
     _stop(processes)
     print(
-        f"end to end: {received:,} messages through 2 dispatchers and the simulator in {elapsed:.1f} s: "
-        f"{received / elapsed:,.0f} messages/s"
+        f"end to end ({gateway}): {received:,} messages through 2 dispatchers and the simulator in {elapsed:.1f} s: "
+        f"{received / elapsed:,.0f} messages/s",
+        flush=True,
     )
+    return received / elapsed
 
 
-def _light_waits(dsn: str, config_dir: Path, flood: bool) -> tuple[int, float, float]:
+def _light_waits(dsn: str, config_dir: Path, flood: bool, gateway: str = "http") -> tuple[int, float, float]:
     q = queries.load("bench")
     simulator_config = 'latency_ms = [1, 3]\n[destinations."X"]\nrate = 200\nburst = 20\n'
-    scratch, port, processes = _scenario(dsn, config_dir, simulator_config, 200, 20, ["flood", "light"])
+    scratch, port, processes = _scenario(dsn, config_dir, simulator_config, 200, 20, ["flood", "light"], gateway)
     with psycopg.connect(scratch, autocommit=True) as connection:
         if flood:
             connection.execute(q["flood"], {"rows": 20000})
@@ -138,14 +150,17 @@ def _light_waits(dsn: str, config_dir: Path, flood: bool) -> tuple[int, float, f
     return messages, p50, p99
 
 
-def main(dsn: str) -> None:
+def main(dsn: str, gateway: str = "http") -> None:
     with tempfile.TemporaryDirectory() as directory:
         try:
-            _throughput(dsn, Path(directory))
-            alone = _light_waits(dsn, Path(directory), flood=False)
-            flooded = _light_waits(dsn, Path(directory), flood=True)
+            http = _throughput(dsn, Path(directory))
+            if gateway == "smpp":
+                smpp = _throughput(dsn, Path(directory), "smpp")
+                print(f"SMPP / HTTP throughput: {smpp / http:.2f}", flush=True)
+            alone = _light_waits(dsn, Path(directory), flood=False, gateway=gateway)
+            flooded = _light_waits(dsn, Path(directory), flood=True, gateway=gateway)
         finally:
             drop(dsn, DATABASE)
-    print("noisy neighbour: destination at 200 segments/s, light sends 20/s (its portion is 100/s)")
+    print(f"noisy neighbour ({gateway}): destination at 200 segments/s, light sends 20/s (its portion is 100/s)")
     for label, (messages, p50, p99) in (("light alone", alone), ("light beside a 20k flood", flooded)):
         print(f"  {label + ':':<26} p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   ({messages} messages)")

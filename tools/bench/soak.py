@@ -244,6 +244,8 @@ def _wait_for_metrics(services: Services, ports: Sequence[int]) -> None:
 def _configure(scratch: str, rate: float, simulator_port: int, receipts_token: str, hook: str) -> dict[str, str]:
     """Apply the soak's configuration; returns each tenant's API key."""
     config = {
+        # the hook listens on loopback over plain http: callbacks may reach it
+        "callbacks": {"allow_networks": ["127.0.0.0/8"], "allow_http": True},
         "tenant_sets": [{"name": "soak"}],
         "gateways": [
             {

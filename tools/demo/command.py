@@ -45,6 +45,14 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     demo.add_argument("--url", help="a running fairlane's API, e.g. http://127.0.0.1:8080")
     demo.add_argument("--admin-token", help="its admin token (default: FAIRLANE_ADMIN_TOKEN)")
     demo.add_argument("--simulator-url", help="its carrier simulator, e.g. http://127.0.0.1:8099")
+    demo.add_argument(
+        "--gateway",
+        choices=("http", "smpp"),
+        default="http",
+        help="how the dispatchers reach the carrier simulator: its HTTP protocol (default) or SMPP (a gateway, "
+        "an account, per destination)",
+    )
+    demo.add_argument("--smpp-port", type=int, help="with --url and --gateway smpp: the simulator's SMPP port")
     demo.set_defaults(handler=run)
 
 
@@ -58,6 +66,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             "fairlane: demo: --url, --admin-token (or FAIRLANE_ADMIN_TOKEN) and --simulator-url go together",
             file=sys.stderr,
         )
+        return 2
+    if args.url and args.gateway == "smpp" and args.smpp_port is None:
+        print("fairlane: demo: --gateway smpp with --url needs the simulator's --smpp-port", file=sys.stderr)
         return 2
     if not (args.seconds > 0 and args.otp_rate > 0 and args.burst >= 0):
         print("fairlane: demo: --seconds and --otp-rate must be above 0, --burst at least 0", file=sys.stderr)
@@ -73,5 +84,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         url=args.url,
         admin_token=admin_token,
         simulator_url=args.simulator_url,
+        gateway=args.gateway,
+        smpp_port=args.smpp_port,
     )
     return scenario.run(options)

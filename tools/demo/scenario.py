@@ -15,6 +15,7 @@ import asyncio
 import bisect
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import secrets
@@ -29,6 +30,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -61,6 +63,10 @@ class DemoOptions:
     url: str | None = None
     admin_token: str | None = None
     simulator_url: str | None = None
+    gateway: str = "http"
+    """http: the simulator's HTTP protocol; smpp: its SMPP side, a gateway (account) per destination."""
+    smpp_port: int | None = None
+    """The running simulator's SMPP port (with --url and --gateway smpp)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class Target:
     url: str
     admin_token: str
     simulator_url: str
+    smpp_port: int | None = None
 
 
 @dataclass
@@ -96,19 +103,25 @@ class Live:
 class LocalFairlane:
     """`fairlane run` as a child process in a temporary directory, with its own embedded PostgreSQL."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, gateway: str = "http") -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="fairlane-demo-"))
-        with socket.socket() as api, socket.socket() as simulator:  # two distinct free ports
+        with socket.socket() as api, socket.socket() as simulator, socket.socket() as smpp:  # distinct free ports
             api.bind(("127.0.0.1", 0))
             simulator.bind(("127.0.0.1", 0))
+            smpp.bind(("127.0.0.1", 0))
             api_port, simulator_port = api.getsockname()[1], simulator.getsockname()[1]
+            smpp_port = smpp.getsockname()[1] if gateway == "smpp" else None
         token = secrets.token_urlsafe(24)
-        self.target = Target(f"http://127.0.0.1:{api_port}", token, f"http://127.0.0.1:{simulator_port}")
+        self.target = Target(f"http://127.0.0.1:{api_port}", token, f"http://127.0.0.1:{simulator_port}", smpp_port)
         config = self.directory / "demo.toml"
-        config.write_text(
+        text = (
             f'[[gateways]]\nname = "{GATEWAY}"\nkind = "simulator"\n'
             f'url = "{self.target.simulator_url}/messages"\ntimeout_seconds = 5\nmax_in_flight = 200\n'
         )
+        for side, code in DESTINATIONS.items() if smpp_port is not None else ():
+            # `fairlane run` gives the simulator it starts an SMPP side for these (the HTTP one for the clock)
+            text += "\n" + _toml_table("gateways", _smpp_gateway(side, code, "127.0.0.1", smpp_port))
+        config.write_text(text)
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "FAIRLANE_DATA_DIR")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
         env["FAIRLANE_ADMIN_TOKEN"] = token
@@ -182,12 +195,32 @@ async def _ready(client: Client, local: LocalFairlane | None, timeout: float = 1
             await asyncio.sleep(0.2)
 
 
+def _smpp_gateway(side: str, code: str, host: str, port: int) -> dict[str, Any]:
+    """The smpp gateway of one side: its own account at the simulator, named like its destination (the
+    simulator counts what an account sends under the account's name)."""
+    settings = {"kind": "smpp", "host": host, "port": port, "system_id": code, "password": "demo", "binds": 2}
+    settings["message_id_tlv"] = 0x1410  # the simulator counts a part received twice by it
+    return {"name": f"{GATEWAY}-smpp-{side}", **settings, "window": 50, "timeout_seconds": 5, "max_in_flight": 200}
+
+
+def _toml_table(name: str, values: dict[str, Any]) -> str:
+    return f"[[{name}]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
 async def _configure(client: Client, options: DemoOptions) -> dict[str, str]:
     """Create the scenario through the admin API; return each tenant's new API key."""
     url = f"{client.target.simulator_url}/messages"
     await client.admin("PUT", f"/v1/admin/gateways/{GATEWAY}", {"kind": "simulator", "url": url, "max_in_flight": 200})
-    for code in DESTINATIONS.values():
-        quota = {"gateway": GATEWAY, "rate": options.rate, "burst": options.burst, "max_drain_seconds": 36000}
+    gateways = dict.fromkeys(DESTINATIONS, GATEWAY)
+    if options.gateway == "smpp":
+        host = urlsplit(client.target.simulator_url).hostname or "127.0.0.1"
+        for side, code in DESTINATIONS.items():
+            assert client.target.smpp_port is not None
+            gateway = _smpp_gateway(side, code, host, client.target.smpp_port)
+            await client.admin("PUT", f"/v1/admin/gateways/{gateway.pop('name')}", gateway)
+            gateways[side] = f"{GATEWAY}-smpp-{side}"
+    for side, code in DESTINATIONS.items():
+        quota = {"gateway": gateways[side], "rate": options.rate, "burst": options.burst, "max_drain_seconds": 36000}
         await client.admin("PUT", f"/v1/admin/destinations/{code}", quota)
     keys = {}
     for tenant, sender in {**SENDERS, FIFO_TENANT: FIFO_SENDER}.items():
@@ -400,6 +433,7 @@ async def _scenario(client: Client, options: DemoOptions, local: LocalFairlane |
     ended = time.time()
     received, stats = await client.simulator("/received"), await client.simulator("/stats")
     kind = f"started by the demo (`fairlane run`, embedded PostgreSQL, {options.workers} dispatchers)"
+    kind += ", over SMPP" if options.gateway == "smpp" else ""
     scenario = Scenario(
         options.rate, options.burst, options.flood, options.otp_rate, options.seconds, TENANTS, DESTINATIONS,
         kind if local else client.target.url, BATCH, FLOOD_REQUESTS,
@@ -420,11 +454,13 @@ def run(options: DemoOptions) -> int:
     local = None
     if options.url is None:
         print("starting fairlane in a temporary directory (embedded PostgreSQL) ...", flush=True)
-        local = LocalFairlane(options.workers)
+        local = LocalFairlane(options.workers, options.gateway)
         target = local.target
     else:
         assert options.admin_token is not None and options.simulator_url is not None
-        target = Target(options.url.rstrip("/"), options.admin_token, options.simulator_url.rstrip("/"))
+        target = Target(
+            options.url.rstrip("/"), options.admin_token, options.simulator_url.rstrip("/"), options.smpp_port
+        )
     try:
         observation = asyncio.run(_main(options, local, target))
     except RuntimeError as error:  # fairlane did not start, refused the setup, or the path did not work

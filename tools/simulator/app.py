@@ -22,6 +22,12 @@ Configuration (TOML, all optional; tools/simulator/config.py):
     [destinations.US-SC]
     rate = 100
     burst = 20
+    [smpp]                         # with --smpp-port: the SMPP side (tools/simulator/smpp.py)
+    max_binds = 8
+    window = 100
+    [smpp.accounts.fairlane]       # none: any system_id binds; its parts count under that destination
+    password = "secret"
+    destination = "US-SC"
 """
 
 import asyncio
@@ -37,6 +43,7 @@ import aiohttp
 from aiohttp import web
 
 from tools.simulator.config import SimulatorConfig
+from tools.simulator.smpp import SmppCarrier
 
 
 class Window:
@@ -58,8 +65,10 @@ class Window:
 
 
 class Simulator:
-    def __init__(self, config: SimulatorConfig) -> None:
+    def __init__(self, config: SimulatorConfig, smpp: "SmppListener | None" = None) -> None:
         self.config = config
+        self.smpp_listener = smpp
+        self.smpp: SmppCarrier | None = None
         self.random = random.Random(config.seed)
         self.started = time.monotonic()
         self.windows = {code: Window(limits.rate + limits.burst) for code, limits in config.destinations.items()}
@@ -76,7 +85,17 @@ class Simulator:
         app.router.add_get("/stats", self.stats)
         app.router.add_get("/received", self.received_messages)
         app.cleanup_ctx.append(self._client)
+        if self.smpp_listener is not None:
+            app.cleanup_ctx.append(self._smpp)
         return app
+
+    async def _smpp(self, app: web.Application):  # type: ignore[no-untyped-def]
+        assert self.smpp_listener is not None
+        self.smpp = SmppCarrier(self, self.config)
+        address = await self.smpp.start(*self.smpp_listener)
+        print(f"simulator smpp listening on {address}", flush=True)
+        yield
+        await self.smpp.stop()
 
     async def _client(self, app: web.Application):  # type: ignore[no-untyped-def]
         self.session = aiohttp.ClientSession()
@@ -154,6 +173,7 @@ class Simulator:
                 "throttled": dict(self.throttled),
                 "received": len(self.received),
                 "duplicate_keys": sum(1 for n in self.keys.values() if n > 1),
+                **({"smpp": self.smpp.stats()} if self.smpp is not None else {}),
             }
         )
 
@@ -161,9 +181,20 @@ class Simulator:
         return web.Response(text=json.dumps(self.received), content_type="application/json")
 
 
-def run(port: int, config: SimulatorConfig, host: str = "127.0.0.1", sock: socket.socket | None = None) -> int:
+SmppListener = tuple[str, int, socket.socket | None]
+"""Where the SMPP side listens: host, port, or a listening socket (`fairlane run` holds it)."""
+
+
+def run(
+    port: int,
+    config: SimulatorConfig,
+    host: str = "127.0.0.1",
+    sock: socket.socket | None = None,
+    smpp: SmppListener | None = None,
+) -> int:
     """Serve (on `sock` when given: a listening socket `fairlane run` holds for it) until SIGINT/SIGTERM,
-    then stop gracefully and return 0; prints one line once it is listening."""
+    then stop gracefully and return 0; prints one line once it is listening (and one for the SMPP side,
+    first, when it has one)."""
     from service.cli.main import serve_app
 
-    return serve_app(Simulator(config).app(), "simulator", host=host, port=port, sock=sock)
+    return serve_app(Simulator(config, smpp).app(), "simulator", host=host, port=port, sock=sock)

@@ -1,6 +1,7 @@
 """Tenant endpoints (SPEC §5): send one message or a batch, read messages and their events, cancel, and
 see one's own queues. A tenant only ever sees its own rows: every query is scoped by its id."""
 
+import asyncio
 import dataclasses
 import datetime as dt
 
@@ -8,12 +9,12 @@ from aiohttp import web
 
 from db import messages
 from db.errors import FairlaneError
-from db.messages import Submitted
+from db.messages import Submitted, Tenant
 from service.api import bodies
 from service.api.auth import tenant_of
 from service.api.middlewares import error_body
 from service.api.routing import Parameter, Route
-from service.api.state import METRICS, POOL, SUBMITTER
+from service.api.state import BATCH_SLOTS, METRICS, POOL, SUBMITTER
 from service.model.errors import status_of
 from service.model.fields import is_plain_text
 from service.model.messages import (
@@ -61,6 +62,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 async def send(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
+    request.app[SUBMITTER].check_room(tenant.name)
     body = await bodies.json_object(request)
     key = _idempotency_key(request)
     try:
@@ -68,7 +70,7 @@ async def send(request: web.Request) -> web.Response:
     except FairlaneError as error:
         request.app[METRICS].rejected.labels(tenant=tenant.name, code=error.code).inc()
         raise
-    [result] = await request.app[SUBMITTER].submit([submission])
+    [result] = await request.app[SUBMITTER].submit(tenant.name, [submission])
     _count(request, tenant.name, result)
     if result.error is not None:
         raise _api_field(result.error)
@@ -78,6 +80,12 @@ async def send(request: web.Request) -> web.Response:
 
 async def send_batch(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
+    request.app[SUBMITTER].check_room(tenant.name)  # its backlog full: refused before the body is parsed
+    async with request.app[BATCH_SLOTS].hold(tenant.name):  # a few of a tenant's batches at a time
+        return await _send_batch(request, tenant)
+
+
+async def _send_batch(request: web.Request, tenant: Tenant) -> web.Response:
     if "Idempotency-Key" in request.headers:
         raise bodies.invalid(
             "Idempotency-Key", None, "a batch takes an idempotency_key per message, not an Idempotency-Key header"
@@ -86,14 +94,19 @@ async def send_batch(request: web.Request) -> web.Response:
     results: list[Accepted | Refused | None] = [None] * len(items)
     valid: list[tuple[int, dict[str, object]]] = []
     for index, item in enumerate(items):
+        if index and index % 100 == 0:
+            await asyncio.sleep(0)  # a big batch's checks let other tenants' requests in meanwhile
         try:
             message = bodies.shape(BatchItem, item, f"messages[{index}]")
             valid.append((index, message.submission(tenant.name, message.idempotency_key)))
         except FairlaneError as error:
             request.app[METRICS].rejected.labels(tenant=tenant.name, code=error.code).inc()
             results[index] = Refused(index=index, status=status_of(error.code), error=error_body(error))
-    submitted = await request.app[SUBMITTER].submit([submission for _, submission in valid]) if valid else []
-    for (index, _), result in zip(valid, submitted, strict=True):
+    submissions = [submission for _, submission in valid]
+    submitted = await request.app[SUBMITTER].submit(tenant.name, submissions) if valid else []
+    for position, ((index, _), result) in enumerate(zip(valid, submitted, strict=True)):
+        if position and position % 100 == 0:
+            await asyncio.sleep(0)  # and so do its answers
         _count(request, tenant.name, result)
         if result.error is not None:
             error = _api_field(result.error, f"messages[{index}].")

@@ -9,6 +9,7 @@ or 3xx (redirects are not followed) is retried like a 5xx.
 """
 
 import json
+import math
 
 import aiohttp
 
@@ -42,7 +43,14 @@ class HttpGateway:
         self.url = url
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
 
-    async def send(self, message: Claimed) -> Answer:
+    async def start(self, dsn: str, pool: object, serving: object) -> bool:
+        return True  # nothing to open: each send is a request on the shared client session
+
+    async def close(self) -> None:
+        pass
+
+    async def send(self, message: Claimed, send_by: float = math.inf) -> Answer:
+        # a request goes at once: nothing to wait for within the send slot
         try:
             async with self.session.post(
                 self.url,

@@ -53,7 +53,8 @@ BEGIN
         RETURN;
     END IF;
     PERFORM fairlane.record_events_v1(finished);
-    -- usage, by the UTC day of finishing; a slot per backend keeps concurrent dispatchers off one row
+    -- usage, by the UTC day of finishing; a slot per backend keeps concurrent dispatchers off one row; rows
+    -- in key order, so two transactions writing the same counters lock them in the same order
     INSERT INTO fairlane.usage_counters AS c (tenant_id, destination_id, sender_id, day, status, slot, messages,
                                               segments)
     SELECT f.tenant_id, q.destination_id, q.sender_id, (at_time AT TIME ZONE 'UTC')::date, f.status,
@@ -61,6 +62,7 @@ BEGIN
     FROM (SELECT e.tenant_id, e.queue_id, e.status, count(*) AS messages, sum(e.segments) AS segments
           FROM unnest(finished) e GROUP BY e.tenant_id, e.queue_id, e.status) f
     JOIN fairlane.queues q ON q.id = f.queue_id
+    ORDER BY f.tenant_id, q.destination_id, q.sender_id, f.status
     ON CONFLICT ON CONSTRAINT usage_counters_pkey
     DO UPDATE SET messages = c.messages + excluded.messages, segments = c.segments + excluded.segments;
     RETURN QUERY

@@ -9,8 +9,8 @@
 -- Like the other dispatch functions, it takes `at_time` (default clock_timestamp()) so tests can drive time.
 --
 -- Claim up to max_messages ready messages of one destination, never more segments than its token bucket
--- holds (refilled at rate x AIMD factor; capacity burst less 50 ms of the rate, at least 1); a message that
--- may not go now is never claimed.
+-- holds (refilled at rate x AIMD factor; capacity the burst less the send slot's worth of the rate,
+-- send_slot_v1, at least 1); a message that may not go now is never claimed.
 --   1. estimate the tokens of the destination's slices without locking them; refresh stale portions;
 --   2. lock up to max_messages eligible active queues with the lowest virtual time (ties: oldest head
 --      message, then lowest queue id), SKIP LOCKED so concurrent claimers take other queues; when other
@@ -77,9 +77,11 @@ BEGIN
     messages := '{}';
     -- 1. Expected tokens (the real take is in step 4, under the slices' locks).
     SELECT d.rate::double precision AS rate,
-           -- the bucket holds the burst less 50 ms of the rate: the allowance for the time between a claim
-           -- and the message's arrival at the carrier, so arrivals stay within rate + burst per second too
-           greatest(d.burst - ceil(d.rate * 0.05), 1)::double precision AS capacity,
+           -- the bucket holds the burst less the send slot's worth of the rate: the allowance for the time
+           -- between a claim and the message's arrival at the carrier, so arrivals stay within rate + burst
+           -- per second too
+           greatest(d.burst - ceil(d.rate * fairlane.send_slot_v1(d.rate, d.burst)), 1)::double precision
+               AS capacity,
            fairlane.slice_count_v1(d.rate, d.burst) AS slices,
            s.portions_version, s.portions_at, (SELECT sq.last_value FROM fairlane.shares_seq sq) AS shares_version
     INTO state
