@@ -63,13 +63,16 @@ class Claim:
     """Seconds until the next claim may find tokens; None: nothing is waiting to go."""
     took: float
     """Seconds the claim ran in the database."""
+    waits: list[float]
+    """Seconds each message waited from acceptance until the claim."""
 
 
 async def claim(connection: asyncpg.Connection, destination_id: int, limit: int, lease_seconds: float) -> Claim:
     """Lease up to `limit` messages of a destination."""
     row = await connection.fetchrow(_Q["claim"], destination_id, limit, lease_seconds)
     assert row is not None
-    return Claim([Claimed(**dict(message)) for message in row["messages"] or ()], row["ready_in"], row["took"])
+    messages = [Claimed(**dict(message)) for message in row["messages"] or ()]
+    return Claim(messages, row["ready_in"], row["took"], list(row["waits"]))
 
 
 async def complete(connection: asyncpg.Connection, claim_id: int, answers: Sequence[Answer], max_attempts: int) -> int:
@@ -89,10 +92,6 @@ async def complete(connection: asyncpg.Connection, claim_id: int, answers: Seque
 
 async def throttle(connection: asyncpg.Connection, destination_id: int) -> float:
     return float(await connection.fetchval(_Q["throttle"], destination_id))
-
-
-async def queue_waits(connection: asyncpg.Connection, message_ids: Sequence[int]) -> list[float]:
-    return [row[0] for row in await connection.fetch(_Q["queue_waits"], list(message_ids))]
 
 
 async def return_tokens(connection: asyncpg.Connection, destination_id: int, segments: int) -> None:

@@ -85,11 +85,10 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
             sent = time.monotonic()
             claim = await dispatch.claim(connection, self.destination.id, room, self.lease_seconds)
             received = time.monotonic()
-            if metrics is not None:
-                metrics.claim_seconds.labels(destination=self.destination.code).observe(received - sent)
-                if claim.messages:
-                    for wait_seconds in await dispatch.queue_waits(connection, [m.message_id for m in claim.messages]):
-                        metrics.queue_wait.labels(destination=self.destination.code).observe(wait_seconds)
+        if metrics is not None:
+            metrics.claim_seconds.labels(destination=self.destination.code).observe(received - sent)
+            for wait_seconds in claim.waits:
+                metrics.queue_wait.labels(destination=self.destination.code).observe(wait_seconds)
         self._ready_in = claim.ready_in
         if claim.messages:
             # the tokens were taken when the claim ended in the database: the slot runs from then, so time
@@ -183,10 +182,9 @@ class Dispatcher:
         pool = await db_pool.create(self.dsn, min_size=2, max_size=6, server_settings={"synchronous_commit": "off"})
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         tasks: dict[Lease, asyncio.Task[None]] = {}
-        helpers = [
-            asyncio.create_task(Listener(self.dsn, NOTIFY_CHANNEL, self._notified).run()),
-            asyncio.create_task(Maintenance(self.dsn, max_attempts=self.settings.max_attempts).run()),
-        ]
+        maintenance = asyncio.create_task(Maintenance(self.dsn, max_attempts=self.settings.max_attempts).run())
+        # LISTEN only while holding leases: a NOTIFY wakes claimers, and a process without leases has none
+        listener: asyncio.Task[None] | None = None
         logger.info("dispatcher started", extra={"pid": os.getpid()})
         refreshed = -math.inf
         try:
@@ -197,7 +195,7 @@ class Dispatcher:
                             found = await dispatch.destinations(connection)
                         self.current = {d.id: d for d in found if for_destination(d, session) is not None}
                         refreshed = time.monotonic()
-                    taken, given_back = await self._leases.rebalance(list(self.current.values()))
+                    _, given_back = await self._leases.rebalance(list(self.current.values()))
                     for lease in given_back:
                         if lease in self._loops:
                             self._loops[lease].stop()
@@ -206,6 +204,11 @@ class Dispatcher:
                         if task is None or task.done():
                             destination = self.current[lease.destination_id]
                             tasks[lease] = asyncio.create_task(self._serve(pool, session, destination, lease))
+                    if self._leases.held and listener is None:
+                        listener = asyncio.create_task(Listener(self.dsn, NOTIFY_CHANNEL, self._notified).run())
+                    elif not self._leases.held and listener is not None:
+                        listener.cancel()
+                        listener = None
                 except DATABASE_ERRORS as error:
                     logger.warning("destinations not read", extra={"error": str(error)})
                 await wait(self._stopping, self.settings.leases_seconds)
@@ -215,6 +218,7 @@ class Dispatcher:
             self.stop()
             await self._leases.close()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
+            helpers = [maintenance] + ([listener] if listener is not None else [])
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)

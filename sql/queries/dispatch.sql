@@ -10,10 +10,13 @@ ORDER BY d.id
 
 -- name: claim
 -- Claim up to $2 messages of destination $1 with a lease of $3 seconds; in how many seconds to claim next
--- (NULL: when something new comes); and how long the claim took in the database (the rest of the round trip
--- is the way back, which a stalled client may have spent asleep).
+-- (NULL: when something new comes); how long the claim took in the database (the rest of the round trip is
+-- the way back, which a stalled client may have spent asleep); and the seconds each message waited from
+-- acceptance until the claim (for the metrics).
 SELECT c.messages, greatest(extract(epoch FROM c.ready_at - clock_timestamp()), 0)::float8 AS ready_in,
-       extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS took
+       extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS took,
+       ARRAY(SELECT extract(epoch FROM now() - m.created_at)::float8
+             FROM unnest(c.messages) cm JOIN fairlane.messages_live m ON m.id = cm.message_id) AS waits
 FROM fairlane.claim_v3($1, $2, $3) c
 
 -- name: complete
@@ -23,10 +26,6 @@ SELECT fairlane.complete_v1($1, $2, $3, $4, $5, $6, $7, $8)
 -- name: throttle
 -- Halve the destination's effective rate after a 429.
 SELECT fairlane.throttle_v2($1)
-
--- name: queue_waits
--- Seconds each of the given messages waited from acceptance until now (the claim), for the metrics.
-SELECT extract(epoch FROM now() - m.created_at)::float8 FROM fairlane.messages_live m WHERE m.id = ANY($1::bigint[])
 
 -- name: return_tokens
 -- Give destination $1's bucket back the tokens of $2 segments claimed but never sent.
