@@ -232,6 +232,16 @@ def limits(connection: Connection) -> Entity:
     return _settings(connection, "limits")
 
 
+def levels(connection: Connection) -> Entity:
+    """Levels of service: the share of a queue each lower level keeps (docs/decisions/0020)."""
+    return _settings(connection, "levels")
+
+
+def put_levels(connection: Connection, value: Document) -> Entity:
+    configuration.apply(connection, {"levels": value})
+    return levels(connection)
+
+
 def put_limits(connection: Connection, value: Document) -> Entity:
     configuration.apply(connection, {"limits": value})
     return limits(connection)

@@ -131,8 +131,8 @@ def _upsert(
 
 
 def apply(connection: psycopg.Connection[Any], configuration: Entity) -> Result:
-    """Apply a configuration document (retention, tenant_sets, gateways, destinations, tenants, routes; each
-    key optional) in one transaction; return what changed."""
+    """Apply a configuration document (callbacks, limits, levels, retention, tenant_sets, gateways, destinations,
+    tenants, routes; each key optional) in one transaction; return what changed."""
     result = Result()
     with translate(), connection.transaction(), connection.cursor(row_factory=dict_row) as cursor:
         cursor.adapters.register_dumper(dict, JsonbDumper)  # settings documents (gateways.smpp)
@@ -158,6 +158,17 @@ def apply(connection: psycopg.Connection[Any], configuration: Entity) -> Result:
                 "update_limits",
                 {},
                 {"scheduled_per_tenant": configuration["limits"]["scheduled_per_tenant"]},
+            )
+        if configuration.get("levels") is not None:
+            _upsert(
+                cursor,
+                result,
+                "levels",
+                "of service",
+                "levels",
+                "update_levels",
+                {},
+                {"minimum_share": configuration["levels"]["minimum_share"]},
             )
         if configuration.get("retention") is not None:
             _upsert(
@@ -210,7 +221,9 @@ def _require(cursor: psycopg.Cursor[Any], query: str, params: Mapping[str, Any],
         raise FairlaneError("invalid_request", what, field=query)
 
 
-DESTINATION_FIELDS = ("gateway", "rate", "burst", "max_drain_seconds", "default_validity_seconds")
+WINDOW_FIELDS = ("per_minute", "per_hour", "per_day", "reset_timezone", "window")
+"""A destination's and a sender's quota windows (docs/decisions/0020); `window` is the column window_kind."""
+DESTINATION_FIELDS = ("gateway", "rate", "burst", "max_drain_seconds", "default_validity_seconds", *WINDOW_FIELDS)
 
 
 def _apply_destination(cursor: psycopg.Cursor[Any], result: Result, destination: Entity) -> None:
@@ -305,7 +318,7 @@ def _apply_sender(cursor: psycopg.Cursor[Any], result: Result, tenant: str, send
         "sender",
         "upsert_sender",
         {"tenant": tenant, "address": sender["address"]},
-        {"type": sender["type"], "rate_cap": sender["rate_cap"]},
+        {"type": sender["type"], "rate_cap": sender["rate_cap"], **{key: sender[key] for key in WINDOW_FIELDS}},
     )
 
 

@@ -90,6 +90,12 @@ async def complete(connection: asyncpg.Connection, claim_id: int, answers: Seque
     return int(result)
 
 
+async def leased(connection: asyncpg.Connection, claim_id: int, message_ids: Sequence[int]) -> int:
+    """How many of `message_ids` are still leased under `claim_id`: none once the claim's completion landed (or
+    its lease was rescued)."""
+    return int(await connection.fetchval(_Q["leased"], claim_id, list(message_ids)))
+
+
 async def throttle(connection: asyncpg.Connection, destination_id: int) -> float:
     return float(await connection.fetchval(_Q["throttle"], destination_id))
 

@@ -15,9 +15,22 @@ from typing import Any
 import asyncpg
 import psycopg
 
-# the database could not be reached or the connection broke: the request may be retried later
-UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+# the connection broke, or the server went away (shut down, crashed, still starting up): a statement sent on it
+# may have committed before the answer was lost (docs/decisions/0019)
+CONNECTION_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+# the database could not be reached or the connection broke: the request may be retried later (psycopg's
+# OperationalError: the admin side's connection failures and pool timeouts)
+UNAVAILABLE = (*CONNECTION_LOST, TimeoutError, psycopg.OperationalError)
 RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+# the server is shutting down, crashed or is starting up (57P01-57P03)
+SERVER_AWAY_SQLSTATES = {"57P01", "57P02", "57P03"}
 
 # Constraint name -> (field, message) for configuration written directly to the tables.
 CONSTRAINTS = {
@@ -67,6 +80,8 @@ def from_diagnostic(sqlstate: str | None, message: str, detail: str | None, cons
         )
     if sqlstate in RETRYABLE_SQLSTATES:  # still failing after db.transaction's retries: busy, try again
         return FairlaneError(code="unavailable", message=message)
+    if sqlstate in SERVER_AWAY_SQLSTATES or (sqlstate or "").startswith("08"):  # a restart: back in a moment
+        return FairlaneError(code="unavailable", message="the database is unavailable; retry")
     if sqlstate == "57014":  # the pool's statement_timeout (db/pool.py): the database is too slow right now
         return FairlaneError(code="unavailable", message="the database took too long to answer; retry")
     if sqlstate == "23514" and constraint in CONSTRAINTS:

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from db import queries
-from db.errors import FairlaneError, translate
+from db.errors import CONNECTION_LOST, FairlaneError, translate
 
 _Q = queries.load("messages")
 
@@ -50,10 +50,19 @@ def _error(error: dict[str, Any]) -> FairlaneError:
 
 
 async def submit(connection: asyncpg.Connection, submissions: Sequence[dict[str, Any]]) -> list[Submitted]:
-    """Submit messages (dicts with the fields of fairlane.submission_v1), each judged on its own. Raises
+    """Submit messages (dicts with the fields of fairlane.submission_v2), each judged on its own. Raises
     asyncpg.SerializationError when another transaction claimed one of their idempotency keys meanwhile
-    (retry: db.transaction.with_retries)."""
-    rows = await connection.fetch(_Q["submit"], json.dumps(submissions))
+    (retry: db.transaction.with_retries), and FairlaneError `outcome_unknown` when the connection broke while
+    the statement ran: it may have committed (a retry with the same idempotency keys tells)."""
+    try:
+        rows = await connection.fetch(_Q["submit"], json.dumps(submissions))
+    except CONNECTION_LOST as error:
+        raise FairlaneError(
+            "outcome_unknown",
+            "the connection to the database broke after the submission was sent: it may or may not have been "
+            "accepted; send it again with the same idempotency key",
+            details={"error": type(error).__name__},
+        ) from error
     return [
         Submitted(
             message=json.loads(row["message"]) if row["message"] else None,
@@ -66,6 +75,12 @@ async def submit(connection: asyncpg.Connection, submissions: Sequence[dict[str,
 
 async def message(connection: asyncpg.Connection, tenant_id: int, message_id: int) -> dict[str, Any] | None:
     value = await connection.fetchval(_Q["message"], tenant_id, message_id)
+    return json.loads(value) if value else None
+
+
+async def by_idempotency_key(connection: asyncpg.Connection, tenant_id: int, key: str) -> dict[str, Any] | None:
+    """Tenant's message submitted with idempotency key `key` within the last 24 hours (while the key is kept)."""
+    value = await connection.fetchval(_Q["by_idempotency_key"], tenant_id, key)
     return json.loads(value) if value else None
 
 

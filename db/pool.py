@@ -16,6 +16,9 @@ from asyncpg.pool import Pool
 
 STATEMENT_TIMEOUT = 30.0
 ACQUIRE_TIMEOUT = 10.0
+DURABLE = {"synchronous_commit": "on"}
+"""Server settings of a pool whose commits must be on disk when they return, whatever the server's default
+(the API's submissions and receipts, the callback sender's claims: docs/decisions/0019)."""
 
 
 class StatelessConnection(asyncpg.Connection):  # type: ignore[misc]

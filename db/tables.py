@@ -89,6 +89,18 @@ tenant_roles = Table(
     Column("tenant_id", BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
 )
 
+
+def _window_columns() -> list[Column[object]]:
+    """A destination's or sender's quota windows (docs/decisions/0020)."""
+    return [
+        Column("per_minute", Integer),
+        Column("per_hour", Integer),
+        Column("per_day", Integer),
+        Column("reset_timezone", Text, nullable=False, server_default=text("'UTC'::text")),
+        Column("window_kind", Text, nullable=False, server_default=text("'calendar'::text")),
+    ]
+
+
 senders = Table(
     "senders",
     metadata,
@@ -100,6 +112,7 @@ senders = Table(
     _created_at(),
     UniqueConstraint("tenant_id", "address", name="senders_tenant_id_address_key"),
     UniqueConstraint("id", "tenant_id", name="senders_id_tenant_id_key"),
+    *_window_columns(),
 )
 
 gateways = Table(
@@ -127,6 +140,7 @@ destinations = Table(
     Column("max_drain_seconds", Integer, nullable=False, server_default=text("14400")),
     Column("default_validity_seconds", Integer, nullable=False, server_default=text("36000")),
     _created_at(),
+    *_window_columns(),
 )
 
 allocations = Table(
@@ -181,6 +195,8 @@ queues = Table(
         ["senders.id", "senders.tenant_id"],
         name="queues_sender_id_tenant_id_fkey",
     ),
+    Column("normal_owed", Float, nullable=False, server_default=text("0")),
+    Column("bulk_owed", Float, nullable=False, server_default=text("0")),
     postgresql_with={"fillfactor": 50},
 )
 
@@ -210,6 +226,7 @@ def _message_columns() -> list[Column[object]]:
         Column("claim_id", BigInteger),
         Column("finished_at", TIMESTAMPTZ),
         Column("event_count", Integer, nullable=False, server_default=text("0")),
+        Column("priority", SmallInteger, nullable=False, server_default=text("1")),
     ]
 
 
@@ -227,7 +244,7 @@ messages_live = Table(
         ["queues.id", "queues.tenant_id"],
         name="messages_live_queue_id_tenant_id_fkey",
     ),
-    Index("messages_ready_idx", "queue_id", "id", postgresql_where=text("status = 'queued'")),
+    Index("messages_ready_idx", "queue_id", "priority", "id", postgresql_where=text("status = 'queued'")),
     Index("messages_scheduled_idx", "send_at", postgresql_where=text("status = 'scheduled'")),
     Index("messages_live_tenant_id_idx", "tenant_id", "id"),
     Index("messages_lease_idx", "lease_until", postgresql_where=text("status = 'sending'")),
@@ -263,6 +280,7 @@ destination_state = Table(
     Column("destination_id", BigInteger, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
     Column("portions_version", BigInteger, nullable=False, server_default=text("0")),
     Column("portions_at", TIMESTAMPTZ),
+    Column("portions_until", TIMESTAMPTZ),
     postgresql_with={"fillfactor": 50},
 )
 
@@ -279,6 +297,25 @@ destination_slices = Table(
     Column("virtual_time", Float, nullable=False, server_default=text("0")),
     Column("recent_rate", Float, nullable=False, server_default=text("0")),
     Column("rate_at", TIMESTAMPTZ),
+    postgresql_with={"fillfactor": 50},
+)
+
+# The use of the quota windows of destinations and senders (docs/decisions/0020).
+quota_windows = Table(
+    "quota_windows",
+    metadata,
+    _id(),
+    Column("destination_id", BigInteger, ForeignKey("destinations.id", ondelete="CASCADE")),
+    Column("sender_id", BigInteger, ForeignKey("senders.id", ondelete="CASCADE")),
+    Column("period", Text, nullable=False),
+    Column("quota", Integer, nullable=False),
+    Column("reset_timezone", Text, nullable=False),
+    Column("sliding", Boolean, nullable=False),
+    Column("counts", ARRAY(BigInteger), nullable=False, server_default=text("'{}'::bigint[]")),
+    Column("counted_at", TIMESTAMPTZ),
+    Column("closed_until", TIMESTAMPTZ),
+    UniqueConstraint("destination_id", "period", name="quota_windows_destination_id_period_key"),
+    UniqueConstraint("sender_id", "period", name="quota_windows_sender_id_period_key"),
     postgresql_with={"fillfactor": 50},
 )
 
@@ -337,6 +374,7 @@ settings = Table(
     Column("callback_allow_networks", ARRAY(CIDR), nullable=False, server_default=text("'{}'")),
     Column("callback_allow_http", Boolean, nullable=False, server_default=text("false")),
     Column("scheduled_per_tenant", Integer, nullable=False, server_default=text("100000")),
+    Column("level_minimum_share", Numeric, nullable=False, server_default=text("0.1")),
 )
 
 usage_counters = Table(
@@ -377,6 +415,7 @@ outbox = Table(
     Column("validity_seconds", Integer),
     Column("status_callback", Text),
     Column("row_number", BigInteger, Identity(always=True), nullable=False),
+    Column("priority", Text),
     Index("outbox_row_number_idx", "row_number"),
     prefixes=["UNLOGGED"],
 )

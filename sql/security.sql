@@ -18,7 +18,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA fairlane FROM PUBLIC;
 GRANT USAGE ON SCHEMA fairlane TO fairlane_tenant;
 GRANT INSERT ON fairlane.outbox TO fairlane_tenant;
 GRANT SELECT ON fairlane.messages, fairlane.message_events, fairlane.usage_daily TO fairlane_tenant;
-GRANT EXECUTE ON FUNCTION fairlane.submit(text, text, text, text, text, text, timestamptz, integer, text)
+GRANT EXECUTE ON FUNCTION fairlane.submit(text, text, text, text, text, text, timestamptz, integer, text, text)
     TO fairlane_tenant;
 GRANT EXECUTE ON FUNCTION fairlane.role_tenant_id_v1(name), fairlane.role_tenant_v1(name),
     fairlane.raise_v1(text, text, text, text, bigint, jsonb), fairlane.authorize_outbox_v1(),

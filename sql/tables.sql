@@ -64,7 +64,14 @@ CREATE TABLE fairlane.senders (
             WHEN 'short_code' THEN address ~ '^[0-9]{3,8}$'
             ELSE address ~ '^\+[1-9][0-9]{6,14}$'
         END
-    )
+    ),
+    -- quota windows (docs/decisions/0020), as for destinations: kept in quota_windows by sync_windows_v1
+    per_minute integer CONSTRAINT senders_per_minute_check CHECK (per_minute > 0),
+    per_hour integer CONSTRAINT senders_per_hour_check CHECK (per_hour > 0),
+    per_day integer CONSTRAINT senders_per_day_check CHECK (per_day > 0),
+    reset_timezone text NOT NULL DEFAULT 'UTC',
+    window_kind text NOT NULL DEFAULT 'calendar'
+        CONSTRAINT senders_window_kind_check CHECK (window_kind IN ('calendar', 'sliding'))
 );
 
 CREATE TABLE fairlane.gateways (
@@ -97,7 +104,16 @@ CREATE TABLE fairlane.destinations (
         CONSTRAINT destinations_max_drain_seconds_check CHECK (max_drain_seconds > 0),
     default_validity_seconds integer NOT NULL DEFAULT 36000
         CONSTRAINT destinations_default_validity_seconds_check CHECK (default_validity_seconds BETWEEN 1 AND 36000),
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- quota windows beside the per-second bucket (docs/decisions/0020): at most this many segments per calendar
+    -- minute, hour and day in reset_timezone (a day resets at local midnight), or in any sliding minute, hour
+    -- or day (window_kind 'sliding'); their use is counted in quota_windows (sync_windows_v1 keeps its rows)
+    per_minute integer CONSTRAINT destinations_per_minute_check CHECK (per_minute > 0),
+    per_hour integer CONSTRAINT destinations_per_hour_check CHECK (per_hour > 0),
+    per_day integer CONSTRAINT destinations_per_day_check CHECK (per_day > 0),
+    reset_timezone text NOT NULL DEFAULT 'UTC',
+    window_kind text NOT NULL DEFAULT 'calendar'
+        CONSTRAINT destinations_window_kind_check CHECK (window_kind IN ('calendar', 'sliding'))
 );
 CREATE INDEX destinations_gateway_id_idx ON fairlane.destinations (gateway_id);
 
@@ -133,7 +149,7 @@ CREATE TABLE fairlane.queues (
     queued_segments bigint NOT NULL DEFAULT 0 CONSTRAINT queues_queued_segments_check CHECK (queued_segments >= 0),
     created_at timestamptz NOT NULL DEFAULT now(),
     -- fair queueing (claim_v2): the virtual time, in seconds of the queue's portion, and the portion in
-    -- segments per second while the queue is active (refresh_portions_v1)
+    -- segments per second while the queue is active (refresh_portions_v2)
     vtime double precision NOT NULL DEFAULT 0,
     portion double precision,
     -- a sender rate cap: the queue's next message may not go before this
@@ -145,7 +161,11 @@ CREATE TABLE fairlane.queues (
     CONSTRAINT queues_id_tenant_id_key UNIQUE (id, tenant_id),
     -- the sender belongs to the queue's tenant
     CONSTRAINT queues_sender_id_tenant_id_fkey FOREIGN KEY (sender_id, tenant_id)
-        REFERENCES fairlane.senders (id, tenant_id)
+        REFERENCES fairlane.senders (id, tenant_id),
+    -- levels of service (docs/decisions/0020): segments the normal and bulk levels are owed by their minimum
+    -- share of the queue (settings.level_minimum_share) while higher levels went first (claim_v4)
+    normal_owed double precision NOT NULL DEFAULT 0,
+    bulk_owed double precision NOT NULL DEFAULT 0
 ) WITH (fillfactor = 50);
 CREATE INDEX queues_destination_id_idx ON fairlane.queues (destination_id);
 -- The claim's entry point: the active queues of a destination in virtual-time order.
@@ -187,7 +207,10 @@ CREATE TABLE fairlane.messages (
     -- when it reached a finished status (the partition key); NULL while live
     finished_at timestamptz,
     -- the number of its events so far: the sequence number of its latest event (status callbacks carry it)
-    event_count integer NOT NULL DEFAULT 0
+    event_count integer NOT NULL DEFAULT 0,
+    -- its level of service (docs/decisions/0020): 0 high, 1 normal, 2 bulk; a queue's ready messages go in
+    -- this order, then oldest first
+    priority smallint NOT NULL DEFAULT 1 CONSTRAINT messages_priority_check CHECK (priority BETWEEN 0 AND 2)
 ) PARTITION BY LIST (finished_at);
 
 CREATE TABLE fairlane.messages_live PARTITION OF fairlane.messages (
@@ -201,8 +224,8 @@ CREATE TABLE fairlane.messages_live PARTITION OF fairlane.messages (
 -- not the default 20%) to keep the claim's index probes off dead entries
 WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02,
       autovacuum_analyze_scale_factor = 0.05);
--- The claim path: the ready rows of one queue in FIFO order, and nothing else.
-CREATE INDEX messages_ready_idx ON fairlane.messages_live (queue_id, id) WHERE status = 'queued';
+-- The claim path: the ready rows of one queue, highest level of service first, then in FIFO order; nothing else.
+CREATE INDEX messages_ready_idx ON fairlane.messages_live (queue_id, priority, id) WHERE status = 'queued';
 CREATE INDEX messages_scheduled_idx ON fairlane.messages_live (send_at) WHERE status = 'scheduled';
 CREATE INDEX messages_live_tenant_id_idx ON fairlane.messages_live (tenant_id, id);
 CREATE INDEX messages_lease_idx ON fairlane.messages_live (lease_until) WHERE status = 'sending';
@@ -278,7 +301,11 @@ CREATE TABLE fairlane.settings (
     callback_allow_http boolean NOT NULL DEFAULT false,
     -- at most this many scheduled messages per tenant (`[limits] scheduled_per_tenant`)
     scheduled_per_tenant integer NOT NULL DEFAULT 100000
-        CONSTRAINT settings_scheduled_per_tenant_check CHECK (scheduled_per_tenant BETWEEN 1 AND 100000000)
+        CONSTRAINT settings_scheduled_per_tenant_check CHECK (scheduled_per_tenant BETWEEN 1 AND 100000000),
+    -- levels of service (`[levels] minimum_share`): the share of a queue's service each lower level (normal,
+    -- bulk) keeps while it has messages waiting behind higher ones
+    level_minimum_share numeric NOT NULL DEFAULT 0.1
+        CONSTRAINT settings_level_minimum_share_check CHECK (level_minimum_share BETWEEN 0 AND 0.5)
 );
 INSERT INTO fairlane.settings DEFAULT VALUES;
 
@@ -325,7 +352,8 @@ CREATE UNLOGGED TABLE fairlane.outbox (
     send_at timestamptz,
     validity_seconds integer,
     status_callback text,
-    row_number bigint GENERATED ALWAYS AS IDENTITY
+    row_number bigint GENERATED ALWAYS AS IDENTITY,
+    priority text
 );
 CREATE INDEX outbox_row_number_idx ON fairlane.outbox (row_number);
 
@@ -360,7 +388,10 @@ CREATE SEQUENCE fairlane.shares_seq;
 CREATE TABLE fairlane.destination_state (
     destination_id bigint PRIMARY KEY REFERENCES fairlane.destinations (id) ON DELETE CASCADE,
     portions_version bigint NOT NULL DEFAULT 0,
-    portions_at timestamptz
+    portions_at timestamptz,
+    -- the portions leave out queues whose sender's quota window is spent until then (the earliest reset among
+    -- them): the claim recomputes them at that time (refresh_portions_v2)
+    portions_until timestamptz
 ) WITH (fillfactor = 50);
 
 -- The destination's token bucket in slices (docs/decisions/0011): each of a destination's first n slices
@@ -381,6 +412,29 @@ CREATE TABLE fairlane.destination_slices (
     recent_rate double precision NOT NULL DEFAULT 0,
     rate_at timestamptz,
     PRIMARY KEY (destination_id, slice)
+) WITH (fillfactor = 50);
+
+-- The use of quota windows (docs/decisions/0020): one row per window a destination or a sender carries
+-- (destinations.per_minute, per_hour, per_day and senders' alike; sync_windows_v1 keeps the rows and copies the
+-- quota, time zone and kind). counts[1] is the segments claimed in the interval starting at counted_at, counts[2]
+-- in the one before, and so on: one interval per calendar period, or 61 intervals of a sixtieth of the period
+-- for a sliding window (window_state_v1, window_counts_v1). A window that could not take a message is closed
+-- until closed_until (its reset), so what is left of it is never polled for. Locked by claims in id order after
+-- their bucket slices: fillfactor 50 and no index on the changing columns keep updates HOT.
+CREATE TABLE fairlane.quota_windows (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    destination_id bigint REFERENCES fairlane.destinations (id) ON DELETE CASCADE,
+    sender_id bigint REFERENCES fairlane.senders (id) ON DELETE CASCADE,
+    period text NOT NULL CONSTRAINT quota_windows_period_check CHECK (period IN ('minute', 'hour', 'day')),
+    quota integer NOT NULL CONSTRAINT quota_windows_quota_check CHECK (quota > 0),
+    reset_timezone text NOT NULL,
+    sliding boolean NOT NULL,
+    counts bigint[] NOT NULL DEFAULT '{}',
+    counted_at timestamptz,
+    closed_until timestamptz,
+    CONSTRAINT quota_windows_owner_check CHECK ((destination_id IS NULL) <> (sender_id IS NULL)),
+    CONSTRAINT quota_windows_destination_id_period_key UNIQUE (destination_id, period),
+    CONSTRAINT quota_windows_sender_id_period_key UNIQUE (sender_id, period)
 ) WITH (fillfactor = 50);
 
 -- The parts of the messages sent over SMPP (docs/decisions/0016): one row per submit_sm the carrier accepted,

@@ -12,6 +12,13 @@ CREATE TRIGGER outbox_2_accept AFTER INSERT ON fairlane.outbox
 CREATE TRIGGER destinations_state AFTER INSERT ON fairlane.destinations
     FOR EACH ROW EXECUTE FUNCTION fairlane.destination_created_v2();
 
+-- A destination's or sender's quota windows follow its per_minute, per_hour, per_day, reset_timezone and
+-- window_kind (docs/decisions/0020).
+CREATE TRIGGER destinations_windows AFTER INSERT OR UPDATE OF per_minute, per_hour, per_day, reset_timezone, window_kind
+    ON fairlane.destinations FOR EACH ROW EXECUTE FUNCTION fairlane.sync_windows_v1();
+CREATE TRIGGER senders_windows AFTER INSERT OR UPDATE OF per_minute, per_hour, per_day, reset_timezone, window_kind
+    ON fairlane.senders FOR EACH ROW EXECUTE FUNCTION fairlane.sync_windows_v1();
+
 -- A queue joining or leaving its destination's active set.
 CREATE TRIGGER queues_membership BEFORE UPDATE OF queued_count ON fairlane.queues
     FOR EACH ROW WHEN ((OLD.queued_count = 0) <> (NEW.queued_count = 0))

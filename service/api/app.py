@@ -40,8 +40,14 @@ def create_app(settings: ApiSettings) -> web.Application:
     app[OPENAPI] = openapi.document(ROUTES)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
+        # a 202 (or a receipt's answer) only after the commit is on disk, whatever the server's default
         app[POOL] = await pool.create(
-            settings.dsn, min_size=2, max_size=10, statement_timeout=15.0, acquire_timeout=5.0
+            settings.dsn,
+            min_size=2,
+            max_size=10,
+            statement_timeout=15.0,
+            acquire_timeout=5.0,
+            server_settings=pool.DURABLE,
         )
         app[SUBMITTER] = Submitter(app[POOL])
         app[ADMIN_POOL] = await asyncio.to_thread(

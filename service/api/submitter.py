@@ -13,7 +13,13 @@ a tenant's bulk batches never make another tenant's request wait for them. A ten
 `check_room` says so before a request's body is even read). All tenants together may have `max_pending`
 waiting, of which the last `headroom` are kept for tenants with little waiting (at most `light` submissions,
 their request included): a few bulk tenants at their own limits fill the rest and are answered 503, while a
-tenant's single POST is still taken."""
+tenant's single POST is still taken.
+
+When the connection breaks while a call runs, the call may or may not have committed: every request of its
+group fails with `outcome_unknown` (503), never a plain `unavailable`, and the routes name each request's
+idempotency keys (every submission carries one: the client's, or one the API made up) so that the client can
+send it again without a second message (docs/decisions/0019). A call that could not even start (no
+connection) fails with `unavailable`: nothing was written."""
 
 import asyncio
 import itertools
@@ -202,7 +208,9 @@ class Submitter:
         try:
             results = await self._write(everything)
         except Exception as error:
-            if len(group) == 1 or isinstance(error, UNAVAILABLE):
+            # the database away, or the connection lost while the call ran (`outcome_unknown`: it may have
+            # committed): every request of the group gets the error, and each names its own keys to retry with
+            if len(group) == 1 or isinstance(error, UNAVAILABLE) or _outcome_unknown(error):
                 for _, future in group:
                     _fail(future, error)
                 return
@@ -223,6 +231,10 @@ class Submitter:
         return await with_retries(
             self._pool, lambda connection: messages.submit(connection, submissions), one_statement=True
         )
+
+
+def _outcome_unknown(error: Exception) -> bool:
+    return isinstance(error, FairlaneError) and error.code == "outcome_unknown"
 
 
 def _answer(future: "asyncio.Future[list[Submitted]]", results: list[Submitted]) -> None:

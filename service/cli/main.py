@@ -231,8 +231,17 @@ def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
         max_in_flight=args.max_in_flight,
         per_tenant_in_flight=args.per_tenant,
         grace_seconds=args.grace,
+        timeout_seconds=args.timeout,
+        lease_seconds=args.lease,
     )
     return loop.serve(callbacks.CallbackSender(dsn, callback_settings))  # SIGTERM/SIGINT stop it; exits 0
+
+
+def positive_seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0 < seconds < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {value}")
+    return seconds
 
 
 def positive(value: str) -> int:
@@ -290,6 +299,15 @@ def parser() -> argparse.ArgumentParser:
         "--per-tenant", type=positive, default=20, help="posts in flight per tenant (one tenant's share of the sender)"
     )
     callbacks_command.add_argument("--grace", type=float, default=10.0, help="seconds in-flight posts get at stop")
+    callbacks_command.add_argument(
+        "--timeout", type=positive_seconds, default=10.0, help="seconds a receiver has to answer a post"
+    )
+    callbacks_command.add_argument(
+        "--lease",
+        type=positive_seconds,
+        default=30.0,
+        help="seconds a claimed callback stays leased beyond the timeout (a killed sender's come due after it)",
+    )
     callbacks_command.set_defaults(handler=cmd_callbacks, serves=True)
 
     api = commands.add_parser("api", help="the HTTP API (reads DATABASE_URL and FAIRLANE_ADMIN_TOKEN)")

@@ -14,16 +14,21 @@ from service.model.fields import (
     Boolean,
     Duration,
     FieldProblem,
+    Fraction,
     Integer,
     NetworkText,
     OneOf,
     PositiveNumber,
     Shape,
     Text,
+    TimeZone,
     parse,
 )
 
 SENDER_TYPES = ("long_code", "short_code", "toll_free", "alphanumeric")
+WINDOW_KINDS = ("calendar", "sliding")
+WINDOW_FIELDS = ("per_minute", "per_hour", "per_day", "reset_timezone", "window")
+PRIORITIES = ("high", "normal", "bulk")
 GATEWAY_KINDS = ("http", "simulator", "smpp")
 
 Name = Annotated[str, Text(4096, empty=False)]
@@ -112,7 +117,24 @@ class Allocation(Body):
         return self
 
 
-class DestinationFields(Body):
+class Windows(Body):
+    """Quota windows beside the per-second rate (docs/decisions/0020), of a destination or a sender: at most so
+    many segments per minute, hour and day. A calendar window resets at the start of each minute, hour or day in
+    `reset_timezone` (a day at local midnight); a sliding one counts the last 60 s, 3,600 s or 86,400 s."""
+
+    per_minute: Annotated[int, Integer(1)] | None = None
+    """Segments per minute."""
+    per_hour: Annotated[int, Integer(1)] | None = None
+    """Segments per hour."""
+    per_day: Annotated[int, Integer(1)] | None = None
+    """Segments per day."""
+    reset_timezone: Annotated[str, TimeZone()] = "UTC"
+    """The time zone calendar windows reset in (default UTC)."""
+    window: Annotated[str, OneOf(WINDOW_KINDS)] = "calendar"
+    """calendar (default): reset at each minute, hour, day; sliding: any 60 s, 3,600 s, 86,400 s."""
+
+
+class DestinationFields(Windows):
     code: Name
     gateway: Name
     rate: PositiveNumber
@@ -134,7 +156,7 @@ class Destination(DestinationFields):
     """The destination's whole allocation table."""
 
 
-class Sender(Body):
+class Sender(Windows):
     address: Name
     type: Annotated[str, OneOf(SENDER_TYPES)]
     rate_cap: PositiveNumber | None = None
@@ -191,8 +213,19 @@ class Limits(Body):
     """At most this many scheduled messages per tenant (further ones are refused with scheduled_overflow)."""
 
 
+class Levels(Body):
+    """Levels of service (`[levels]`, `PUT /v1/admin/levels`; docs/decisions/0020): inside a queue, high-priority
+    messages go before normal ones and normal before bulk, except that each lower level with messages waiting
+    keeps `minimum_share` of the queue's service."""
+
+    minimum_share: Annotated[Decimal, Fraction(0.5)] = Field(Decimal("0.1"), validate_default=False)
+    """From 0 to 0.5 (default 0.1): the share of a queue's segments normal and bulk each keep while higher
+    levels wait too."""
+
+
 class Configuration(Body):
     retention: Retention | None = None
+    levels: Levels | None = None
     callbacks: Callbacks | None = None
     limits: Limits | None = None
     tenant_sets: list[TenantSet] = []
@@ -239,7 +272,15 @@ class TenantEntity(Shape):
     """Only when the tenant is created."""
 
 
-class SenderEntity(Shape):
+class WindowsEntity(Shape):
+    per_minute: int | None = None
+    per_hour: int | None = None
+    per_day: int | None = None
+    reset_timezone: str = "UTC"
+    window: str = "calendar"
+
+
+class SenderEntity(WindowsEntity):
     tenant: str
     address: str
     type: str
@@ -276,7 +317,7 @@ class AllocationEntity(Shape):
     rate: float | None
 
 
-class DestinationEntity(Shape):
+class DestinationEntity(WindowsEntity):
     code: str
     gateway: str
     rate: float
@@ -310,6 +351,10 @@ class CallbacksEntity(Shape):
 
 class LimitsEntity(Shape):
     scheduled_per_tenant: int
+
+
+class LevelsEntity(Shape):
+    minimum_share: float
 
 
 class RetentionEntity(Shape):

@@ -32,6 +32,9 @@ ERRORS: dict[str, ErrorCode] = {
     "rate_limited": ErrorCode(429, True, "too many requests; slow down"),
     "internal": ErrorCode(500, True, "an unexpected failure"),
     "unavailable": ErrorCode(503, True, "the database is unavailable or busy; retry"),
+    "outcome_unknown": ErrorCode(
+        503, True, "the connection broke after the submission reached the database: retry with the same idempotency key"
+    ),
 }
 
 

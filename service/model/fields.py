@@ -9,6 +9,7 @@ make sure what reaches it has the right types."""
 import datetime as dt
 import ipaddress
 import json
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -163,6 +164,39 @@ class OneOf(Check):
 
     def json_schema(self) -> dict[str, Any]:
         return {"enum": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class TimeZone(Check):
+    """An IANA time zone name such as UTC or America/New_York (PostgreSQL knows the same names)."""
+
+    def check(self, value: object) -> str:
+        wanted = "must be a time zone such as UTC or America/New_York"
+        if not isinstance(value, str) or not 0 < len(value) <= 64 or not is_plain_text(value):
+            raise ValueError(wanted)
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(wanted) from None
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "maxLength": 64, "examples": ["UTC", "America/New_York"]}
+
+
+@dataclass(frozen=True)
+class Fraction(Check):
+    """A number from 0 to `maximum`, as a Decimal."""
+
+    maximum: float = 1.0
+
+    def check(self, value: object) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= self.maximum:
+            raise ValueError(f"must be a number from 0 to {self.maximum}")
+        return Decimal(str(value))
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "number", "minimum": 0, "maximum": self.maximum}
 
 
 @dataclass(frozen=True)

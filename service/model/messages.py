@@ -32,9 +32,12 @@ class MessageRequest(Body):
     validity_seconds: Annotated[int, Integer()] | None = None
     """1 to 36,000; default: the destination's."""
     status_callback: Annotated[str, Text(4096)] | None = None
+    priority: Annotated[str, OneOf(("high", "normal", "bulk"))] | None = None
+    """Level of service: high, normal (default) or bulk; inside the tenant's share, higher levels go first and
+    lower ones keep a minimum share (docs/decisions/0020)."""
 
     def submission(self, tenant: str, idempotency_key: str | None) -> dict[str, Any]:
-        """The fields of the database's fairlane.submission_v1."""
+        """The fields of the database's fairlane.submission_v2."""
         return {
             "tenant": tenant,
             "recipient": self.to,
@@ -45,6 +48,7 @@ class MessageRequest(Body):
             "validity_seconds": self.validity_seconds,
             "status_callback": self.status_callback,
             "idempotency_key": idempotency_key,
+            "priority": self.priority,
         }
 
 
@@ -92,6 +96,11 @@ class Message(Shape):
     updated_at: dt.datetime
     send_at: dt.datetime | None
     expires_at: dt.datetime
+    priority: Literal["high", "normal", "bulk"] = "normal"
+    """Its level of service."""
+    idempotency_key: str | None = None
+    """The request's Idempotency-Key, or the one the server made up for a request without one: a request
+    sent again with it returns this message (within 24 h), and `GET /v1/messages?idempotency_key=` finds it."""
 
     @field_validator("id", mode="before")
     @classmethod

@@ -21,10 +21,28 @@ class QueueScore(Shape):
     score: float
     eligible: bool
     rank: int = Field(description="1: what the next claim takes first")
+    level: str | None = Field(None, description="the level of service of the queue's next message")
+    waiting_for: str | None = Field(None, description="why the claim passes the queue over (None: eligible)")
+    binding_limit: str = Field("rate", description="the limit the queue is closest to: a quota window or 'rate'")
+    limit_remaining: int | None = Field(None, description="segments left under it")
+    limit_resets_at: dt.datetime | None = Field(None, description="when that quota window frees")
 
 
 class QueueScores(Shape):
     queues: list[QueueScore]
+
+
+class WindowUse(Shape):
+    """One quota window of a destination (fairlane.window_load)."""
+
+    window: str
+    kind: str
+    reset_timezone: str
+    quota: int
+    used: int
+    remaining: int
+    resets_at: dt.datetime | None
+    closed: bool
 
 
 class DestinationLoad(Shape):
@@ -39,6 +57,7 @@ class DestinationLoad(Shape):
     backlog_segments: int
     active_tenants: int
     active_queues: int
+    windows: list[WindowUse] | None = Field(None, description="its quota windows' use and reset")
     queues: list[QueueScore]
 
 

@@ -58,6 +58,7 @@ from standardwebhooks.webhooks import Webhook
 from db import callbacks
 from db import pool as db_pool
 from db.callbacks import Callback, Failure
+from db.pool import DURABLE
 from db.transaction import with_retries
 from service.model import urls
 from service.model.bounded import BoundedDict
@@ -215,7 +216,7 @@ class CallbackSender(BatchLoop[Callback, Outcome]):
         self._policy_at = -1e9
         self._posting = 0
         self._by_tenant: Counter[int] = Counter()
-        self._held_back: set[int] = set()  # tenants at their limit at the last claim
+        self._held_back: set[int] = set()  # tenants at their limit at (or after) the last claim
         self._full = False  # every slot was taken at the last claim
         self._circuits: BoundedDict[tuple[int, str], Circuit] = BoundedDict(10_000)
         # counters and test hooks: `progress` is notified after each batch's outcomes are committed
@@ -228,7 +229,9 @@ class CallbackSender(BatchLoop[Callback, Outcome]):
         self.wake.set()
 
     async def run(self) -> None:
-        self._pool = await db_pool.create(self.dsn, min_size=1, max_size=4)
+        # synchronous commit, whatever the server's default: a claim's commit flushes every commit before it, so
+        # a status is announced only once the database holds it durably (docs/decisions/0019)
+        self._pool = await db_pool.create(self.dsn, min_size=1, max_size=4, server_settings=DURABLE)
         connector = aiohttp.TCPConnector(
             limit=0, use_dns_cache=False, resolver=GuardedResolver(lambda: self._policy, self._lookup)
         )
@@ -266,6 +269,11 @@ class CallbackSender(BatchLoop[Callback, Outcome]):
         for callback in claimed:
             self._posting += 1
             self._by_tenant[callback.tenant_id] += 1
+        # a tenant this claim brought to its limit waits for its own posts (woken once half of them are done),
+        # not for the poll: else a tenant with a backlog got one claim's worth per poll interval
+        limit = self.settings.per_tenant_in_flight
+        self._held_back |= {c.tenant_id for c in claimed if self._by_tenant[c.tenant_id] >= limit}
+        self._full = self._full or self._posting >= self.settings.max_in_flight
         return claimed
 
     def cut_short(self, callback: Callback) -> Outcome:

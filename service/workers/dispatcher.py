@@ -1,17 +1,16 @@
 """Dispatcher: claims each destination's messages in fair order at its quota and forwards them to its
 gateway. Stateless; run as many processes as needed against one database.
 
-A destination is claimed only by its claimers (service/workers/leases.py: one per 2,000 segments/s of its
-quota, spread over the processes), each with its own loop (service/workers/loop.py): claim a batch
-(`fairlane.claim_v3`: fair order, the quota taken inside the claim), send every message to the gateway
-concurrently (at most the gateway's `max_in_flight`), record the answers (`fairlane.complete_v1`). The claim
-says when the bucket will hold tokens again, and the loop waits until then; an idle loop waits for a NOTIFY
-on `fairlane_ready`. A message is sent within its slot (the destination's `send_slot_seconds` from its
-claim) or not at all: after a stall it goes back to its queue and its tokens back to the bucket, so late sends
-never bunch at the carrier (docs/decisions/0018). One way to start (`run`), one to stop (`stop`, also on
-SIGTERM/SIGINT): stop claiming, give the leases back, let in-flight sends finish for up to a grace period,
-release what is left back to its queue, exit. Maintenance (service/workers/maintenance.py) runs in every
-dispatcher process, on one at a time.
+A destination is claimed only by its claimers (service/workers/leases.py: one per 2,000 segments/s of its quota,
+spread over the processes), each with its own loop (service/workers/loop.py): claim a batch (`fairlane.claim_v4`:
+fair order, levels, the quota and its windows taken inside the claim), send every message to the gateway
+concurrently (at most the gateway's `max_in_flight`), record the answers (`fairlane.complete_v1`). The claim says
+when the bucket will hold tokens again, and the loop waits until then; an idle loop waits for a NOTIFY on
+`fairlane_ready`. A message is sent within its slot (the destination's `send_slot_seconds` from its claim) or not
+at all: after a stall it goes back to its queue and its tokens back to the bucket, so late sends never bunch at the
+carrier (docs/decisions/0018). One way to start (`run`), one to stop (`stop`, also on SIGTERM/SIGINT): stop
+claiming, give the leases back, let in-flight sends finish for up to a grace period, release what is left back to
+its queue, exit. Maintenance (service/workers/maintenance.py) runs in every dispatcher process, on one at a time.
 """
 
 import asyncio
@@ -31,7 +30,7 @@ from db.transaction import with_retries
 from service.workers.gateways import Gateway, for_destination
 from service.workers.gateways.backoff import retry_delay
 from service.workers.leases import Lease, Leases
-from service.workers.loop import DATABASE_ERRORS, BatchLoop, Listener, wait
+from service.workers.loop import DATABASE_ERRORS, BatchLoop, Listener, Outage, wait
 from service.workers.maintenance import Maintenance
 from service.workers.metrics import DispatchMetrics
 
@@ -74,6 +73,8 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
         """Seconds until the bucket holds tokens again, as the last claim said (None: nothing waits to go)."""
         self._send_by: dict[int, float] = {}
         """Claim id -> the monotonic time its messages must be on their way by."""
+        self._lease_ends: dict[int, float] = {}
+        """Claim id -> the monotonic time its lease ends by (its answers are recorded until then)."""
 
     def keeps_going(self) -> bool:
         """Ends after its current claim when the lease was given back or the destination changed."""
@@ -91,6 +92,7 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
                 metrics.queue_wait.labels(destination=self.destination.code).observe(wait_seconds)
         self._ready_in = claim.ready_in
         if claim.messages:
+            self._lease_ends[claim.messages[0].claim_id] = sent + self.lease_seconds  # it began after `sent`
             # the tokens were taken when the claim ended in the database: the slot runs from then, so time
             # the answer spent on its way back (a stalled process) counts against it
             way_back = max(received - sent - claim.took, 0.0)
@@ -132,17 +134,31 @@ class DestinationLoop(BatchLoop[Claimed, Answer]):
         )
 
     async def record(self, messages: list[Claimed], answers: list[Answer]) -> None:
-        self._send_by.pop(messages[0].claim_id, None)
+        """Record the gateway's answers, durably (a message answered `sent` must never be sent again because
+        a database crash lost its completion), and keep trying while the claim's lease lasts when the
+        connection breaks or the server is away: the answers are kept, never dropped for the lease rescue to
+        send again (docs/decisions/0019). A try after one whose end is unknown first asks whether the claim
+        still holds its messages: if not, that try committed (or the lease ended) and nothing is left to do,
+        so the throttle and the returned tokens are never applied twice."""
+        claim_id = messages[0].claim_id
+        self._send_by.pop(claim_id, None)
+        lease_ends = self._lease_ends.pop(claim_id, time.monotonic())
         unsent = sum(m.segments for m, a in zip(messages, answers, strict=True) if a.outcome == "release")
+        ids = [a.message_id for a in answers]
+        tries = 0
 
         async def record(connection: asyncpg.Connection) -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and not await dispatch.leased(connection, claim_id, ids):
+                return
             if any(a.outcome == "throttled" for a in answers):
                 await dispatch.throttle(connection, self.destination.id)
-            await dispatch.complete(connection, messages[0].claim_id, answers, self.dispatcher.settings.max_attempts)
+            await dispatch.complete(connection, claim_id, answers, self.dispatcher.settings.max_attempts)
             if unsent:
                 await dispatch.return_tokens(connection, self.destination.id, unsent)
 
-        await with_retries(self.pool, record)
+        await with_retries(self.pool, record, durable=True, idempotent_until=lease_ends)
         logger.info("batch completed", extra={"destination": self.destination.code, "messages": len(answers)})
 
 
@@ -177,8 +193,9 @@ class Dispatcher:
                 loop.wake.set()
 
     async def run(self) -> None:
-        # claims and completions commit without waiting for the WAL flush: a database crash can lose the last
-        # few, which leases and idempotency keys already cover (docs/decisions/0007); submissions stay durable
+        # claims commit without waiting for the WAL flush: a database crash can lose the last few, whose messages
+        # were still in flight (a completion, durable, flushes every claim before it), so the crash sends them
+        # again with the same key (docs/decisions/0007, 0019); completions and submissions are durable
         pool = await db_pool.create(self.dsn, min_size=2, max_size=6, server_settings={"synchronous_commit": "off"})
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         tasks: dict[Lease, asyncio.Task[None]] = {}
@@ -187,6 +204,7 @@ class Dispatcher:
         listener: asyncio.Task[None] | None = None
         logger.info("dispatcher started", extra={"pid": os.getpid()})
         refreshed = -math.inf
+        outage = Outage("dispatcher")
         try:
             while not self._stopping.is_set():
                 try:
@@ -209,8 +227,9 @@ class Dispatcher:
                     elif not self._leases.held and listener is not None:
                         listener.cancel()
                         listener = None
+                    outage.succeeded()
                 except DATABASE_ERRORS as error:
-                    logger.warning("destinations not read", extra={"error": str(error)})
+                    outage.failed(error)  # logged once per outage; tried again every leases_seconds
                 await wait(self._stopping, self.settings.leases_seconds)
         finally:
             # however the loop ended: stop claiming, give the leases back (others may take over while this

@@ -18,7 +18,7 @@ import asyncpg
 
 from db import dispatch
 from db.dispatch import Destination
-from service.workers.loop import DATABASE_ERRORS
+from service.workers.loop import DATABASE_ERRORS, Outage
 
 logger = logging.getLogger(__name__)
 APPLICATION_NAME = "fairlane dispatcher"
@@ -42,6 +42,7 @@ class Leases:
         self.dsn = dsn
         self.held: set[Lease] = set()
         self._connection: asyncpg.Connection | None = None
+        self._outage = Outage("leases")
 
     async def close(self) -> None:
         if self._connection is not None and not self._connection.is_closed():
@@ -60,9 +61,10 @@ class Leases:
                     self.dsn, server_settings={"application_name": APPLICATION_NAME}
                 )
             except DATABASE_ERRORS as error:
-                logger.warning("leases not reachable", extra={"error": str(error)})
+                self._outage.failed(error)  # logged once per outage
                 self._connection = None
                 return set(), lost
+            self._outage.succeeded()
             if lost:
                 logger.warning("leases lost", extra={"leases": len(lost)})
             return await self._rebalance(destinations, lost)

@@ -4,11 +4,18 @@ leased batch, work its items concurrently (at most `max_in_flight` at once), rec
 One way to start (`run`), one to stop (`stop`): claiming stops at once (a claim in progress is never cut
 short), then `drain` lets in-flight work finish for up to the grace period, cuts what is left short (those
 items get `cut_short` outcomes, e.g. "release back to the queue") and waits until every batch has recorded.
-A batch whose recording fails keeps its lease, so its items come due again when the lease ends."""
+A worker's `record` keeps trying while the batch's lease lasts (docs/decisions/0019); a batch whose recording
+still fails keeps its lease, so its items come due again when the lease ends.
+
+While the database is away (a restart, a crash, a failover to the same address), every part reconnects by
+itself: a failed claim is tried again after a backoff (0.1 s doubling up to 2 s), logged once as `database
+unavailable` when the first claim fails and `database reconnected` when one succeeds again."""
 
 import asyncio
 import logging
+import random
 import signal
+import time
 from abc import ABC, abstractmethod
 from typing import Generic, Protocol, TypeVar
 
@@ -18,7 +25,7 @@ logger = logging.getLogger(__name__)
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 # what a lost or refused database connection raises: log, wait, try again
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 async def wait(event: asyncio.Event, seconds: float) -> None:
@@ -27,6 +34,36 @@ async def wait(event: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(event.wait(), timeout=seconds)
     except TimeoutError:
         pass
+
+
+class Outage:
+    """How a loop rides out the database being away: the waits between tries (`first` seconds, twice as long
+    after each further failure, at most `cap`, jittered by up to a quarter) and one log line when it starts
+    and one when it ends."""
+
+    def __init__(self, name: str, first: float = 0.1, cap: float = 2.0) -> None:
+        self.name = name
+        self.first = first
+        self.cap = cap
+        self.failures = 0
+        self.since = 0.0
+
+    def failed(self, error: BaseException) -> float:
+        """Seconds to wait before trying again."""
+        if not self.failures:
+            self.since = time.monotonic()
+            reason = str(error) or type(error).__name__
+            logger.warning("database unavailable", extra={"loop": self.name, "error": reason})
+        self.failures += 1
+        delay = min(self.cap, self.first * 2 ** min(self.failures - 1, 20))
+        return delay * random.uniform(0.75, 1.0)
+
+    def succeeded(self) -> None:
+        if self.failures:
+            seconds = round(time.monotonic() - self.since, 3)
+            extra = {"loop": self.name, "tries": self.failures, "seconds": seconds}
+            logger.warning("database reconnected", extra=extra)
+            self.failures = 0
 
 
 class BatchLoop(ABC, Generic[Item, Outcome]):
@@ -42,6 +79,7 @@ class BatchLoop(ABC, Generic[Item, Outcome]):
         self._in_flight = 0
         self._batches: set[asyncio.Task[None]] = set()
         self._items: set[asyncio.Task[Outcome]] = set()
+        self.outage = Outage(name)
 
     # --- what a worker provides ---------------------------------------------------------------------
 
@@ -92,9 +130,12 @@ class BatchLoop(ABC, Generic[Item, Outcome]):
             try:
                 items = await self.claim(room)
             except DATABASE_ERRORS as error:
-                logger.warning("claim failed", extra={"loop": self.name, "error": str(error)})
-                await wait(self.stopping, self.poll_seconds)
+                if not self.outage.failures:  # the first of a run of failures (the database away: logged once)
+                    reason = str(error) or type(error).__name__
+                    logger.warning("claim failed", extra={"loop": self.name, "error": reason})
+                await wait(self.stopping, self.outage.failed(error))
                 continue
+            self.outage.succeeded()
             if items:
                 self._in_flight += len(items)
                 task = asyncio.create_task(self._batch(items))
@@ -158,20 +199,24 @@ class Listener:
 
     async def run(self) -> None:
         connection: asyncpg.Connection | None = None
+        outage = Outage(f"listen {self.channel}", cap=self.check_seconds)
         try:
             while True:
+                delay = self.check_seconds
                 if connection is None or connection.is_closed():
+                    self.listening.clear()
                     try:
                         connection = await asyncpg.connect(self.dsn)
                         await connection.add_listener(self.channel, self._callback)
                         self.notified(None)
                         self.listening.set()
+                        outage.succeeded()
                     except DATABASE_ERRORS as error:
-                        logger.warning("not listening", extra={"channel": self.channel, "error": str(error)})
+                        delay = outage.failed(error)
                         if connection is not None:
                             connection.terminate()
                         connection = None
-                await asyncio.sleep(self.check_seconds)
+                await asyncio.sleep(delay)
         finally:
             if connection is not None and not connection.is_closed():
                 await connection.close()

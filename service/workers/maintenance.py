@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from db import maintenance
-from service.workers.loop import DATABASE_ERRORS
+from service.workers.loop import DATABASE_ERRORS, Outage
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +27,13 @@ class Maintenance:
     async def run(self) -> None:
         connection: asyncpg.Connection | None = None
         leader = False
+        outage = Outage("maintenance")
         try:
             while True:
                 try:
                     if connection is None or connection.is_closed():
                         connection = await asyncpg.connect(self.dsn)
+                        outage.succeeded()
                         leader = False
                     if not leader:
                         leader = await maintenance.try_lead(connection)
@@ -40,7 +42,10 @@ class Maintenance:
                     if leader:
                         await self._tick(connection)
                 except DATABASE_ERRORS as error:
-                    logger.warning("maintenance failed", extra={"error": str(error)})
+                    if connection is not None and not connection.is_closed():
+                        logger.warning("maintenance failed", extra={"error": str(error) or type(error).__name__})
+                    else:
+                        outage.failed(error)  # the database is away: logged once
                     if connection is not None:
                         connection.terminate()
                     connection = None

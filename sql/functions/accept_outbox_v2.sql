@@ -1,6 +1,6 @@
 -- The outbox trigger: every INSERT ... VALUES / SELECT, COPY and fairlane.submit() into fairlane.outbox
 -- passes through it, strict (the first bad row aborts the whole statement). Rows live only until the end of
--- their statement: the trigger hands them to accept_v2 and deletes them.
+-- their statement: the trigger hands them to accept_v3 and deletes them.
 -- fairlane.last_message_id (transaction-local setting) holds the id of the statement's last row.
 CREATE OR REPLACE FUNCTION fairlane.accept_outbox_v2() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -16,10 +16,10 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT a.message_id INTO last_id
-    FROM fairlane.accept_v2(
+    FROM fairlane.accept_v3(
         ARRAY(
             SELECT ROW(n.tenant, n.recipient, n.body, n.sender, n.destination, n.idempotency_key, n.send_at,
-                       n.validity_seconds, n.status_callback)::fairlane.submission_v1
+                       n.validity_seconds, n.status_callback, n.priority)::fairlane.submission_v2
             FROM new_rows n ORDER BY n.row_number
         ),
         true

@@ -1,5 +1,5 @@
--- Hierarchical weighted max-min fair shares (SPEC §2) are computed by compute_portions_v1 and stored per
--- active queue in queues.portion by refresh_portions_v1.
+-- Hierarchical weighted max-min fair shares (SPEC §2) are computed by compute_portions_v2 and stored per
+-- active queue in queues.portion by refresh_portions_v2.
 -- Weighted max-min (water-filling): divide `capacity` among claimants by `weights`, none above its cap
 -- (NULL: no cap); what a capped claimant cannot use goes to the others.
 CREATE OR REPLACE FUNCTION fairlane.water_fill_v1(capacity double precision, weights double precision[],

@@ -56,7 +56,8 @@ RETURNING k.id, k.created_at, k.revoked_at
 
 -- name: sender
 -- One sender of a tenant.
-SELECT t.name AS tenant, s.address, s.type, s.rate_cap::float8 AS rate_cap
+SELECT t.name AS tenant, s.address, s.type, s.rate_cap::float8 AS rate_cap, s.per_minute, s.per_hour, s.per_day,
+       s.reset_timezone, s.window_kind AS "window"
 FROM fairlane.senders s JOIN fairlane.tenants t ON t.id = s.tenant_id
 WHERE t.name = %(tenant)s AND s.address = %(address)s
 
@@ -86,7 +87,8 @@ DELETE FROM fairlane.gateways WHERE name = %(name)s RETURNING id
 
 -- name: destination
 -- One destination with its gateway's name.
-SELECT d.code, g.name AS gateway, d.rate::float8 AS rate, d.burst, d.max_drain_seconds, d.default_validity_seconds
+SELECT d.code, g.name AS gateway, d.rate::float8 AS rate, d.burst, d.max_drain_seconds, d.default_validity_seconds,
+       d.per_minute, d.per_hour, d.per_day, d.reset_timezone, d.window_kind AS "window"
 FROM fairlane.destinations d JOIN fairlane.gateways g ON g.id = d.gateway_id
 WHERE d.code = %(code)s
 

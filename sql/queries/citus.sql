@@ -28,10 +28,10 @@ INSERT INTO fairlane.message_events (tenant_id, message_id, status) VALUES ($1, 
 INSERT INTO fairlane.idempotency_keys (tenant_id, key, request_hash, message_id) VALUES ($1, $2, $3, $4)
 
 -- name: queue_probe
--- Claim, per chosen queue: its head messages that may go now, locked.
+-- Claim, per chosen queue: its head messages that may go now (by level, then age), locked.
 SELECT id, segments FROM fairlane.messages_live
 WHERE tenant_id = $1 AND queue_id = $2 AND status = 'queued' AND (available_at IS NULL OR available_at <= $3)
-ORDER BY id LIMIT $4
+ORDER BY priority, id LIMIT $4
 FOR NO KEY UPDATE SKIP LOCKED
 
 -- name: queue_lease

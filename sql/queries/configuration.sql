@@ -25,6 +25,14 @@ SELECT scheduled_per_tenant FROM fairlane.settings
 -- Change the per-tenant limits.
 UPDATE fairlane.settings SET scheduled_per_tenant = %(scheduled_per_tenant)s
 
+-- name: levels
+-- Levels of service: the share of a queue each lower level keeps.
+SELECT level_minimum_share AS minimum_share FROM fairlane.settings
+
+-- name: update_levels
+-- Change the levels of service.
+UPDATE fairlane.settings SET level_minimum_share = %(minimum_share)s
+
 -- name: tenant_set
 -- One tenant set by name.
 SELECT weight FROM fairlane.tenant_sets WHERE name = %(name)s
@@ -47,18 +55,23 @@ ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, url = excluded.url,
     receipts_token = excluded.receipts_token, smpp = excluded.smpp
 
 -- name: destination
--- One destination by code, with its gateway's name.
-SELECT g.name AS gateway, d.rate, d.burst, d.max_drain_seconds, d.default_validity_seconds
+-- One destination by code, with its gateway's name and its quota windows.
+SELECT g.name AS gateway, d.rate, d.burst, d.max_drain_seconds, d.default_validity_seconds,
+       d.per_minute, d.per_hour, d.per_day, d.reset_timezone, d.window_kind AS "window"
 FROM fairlane.destinations d JOIN fairlane.gateways g ON g.id = d.gateway_id WHERE d.code = %(code)s
 
 -- name: upsert_destination
 -- Create or change a destination.
-INSERT INTO fairlane.destinations (code, gateway_id, rate, burst, max_drain_seconds, default_validity_seconds)
-SELECT %(code)s, g.id, %(rate)s, %(burst)s, %(max_drain_seconds)s, %(default_validity_seconds)s
+INSERT INTO fairlane.destinations (code, gateway_id, rate, burst, max_drain_seconds, default_validity_seconds,
+                                   per_minute, per_hour, per_day, reset_timezone, window_kind)
+SELECT %(code)s, g.id, %(rate)s, %(burst)s, %(max_drain_seconds)s, %(default_validity_seconds)s,
+       %(per_minute)s, %(per_hour)s, %(per_day)s, %(reset_timezone)s, %(window)s
 FROM fairlane.gateways g WHERE g.name = %(gateway)s
 ON CONFLICT (code) DO UPDATE SET gateway_id = excluded.gateway_id, rate = excluded.rate,
     burst = excluded.burst, max_drain_seconds = excluded.max_drain_seconds,
-    default_validity_seconds = excluded.default_validity_seconds
+    default_validity_seconds = excluded.default_validity_seconds, per_minute = excluded.per_minute,
+    per_hour = excluded.per_hour, per_day = excluded.per_day, reset_timezone = excluded.reset_timezone,
+    window_kind = excluded.window_kind
 
 -- name: allocations
 -- A destination's per-tenant-set allocations.
@@ -101,15 +114,21 @@ INSERT INTO fairlane.api_keys (tenant_id, key_hash)
 SELECT t.id, %(key_hash)s FROM fairlane.tenants t WHERE t.name = %(tenant)s
 
 -- name: sender
--- One sender of a tenant.
-SELECT s.type, s.rate_cap FROM fairlane.senders s JOIN fairlane.tenants t ON t.id = s.tenant_id
+-- One sender of a tenant, with its quota windows.
+SELECT s.type, s.rate_cap, s.per_minute, s.per_hour, s.per_day, s.reset_timezone, s.window_kind AS "window"
+FROM fairlane.senders s JOIN fairlane.tenants t ON t.id = s.tenant_id
 WHERE t.name = %(tenant)s AND s.address = %(address)s
 
 -- name: upsert_sender
 -- Create or change a sender of a tenant.
-INSERT INTO fairlane.senders (tenant_id, address, type, rate_cap)
-SELECT t.id, %(address)s, %(type)s, %(rate_cap)s FROM fairlane.tenants t WHERE t.name = %(tenant)s
-ON CONFLICT (tenant_id, address) DO UPDATE SET type = excluded.type, rate_cap = excluded.rate_cap
+INSERT INTO fairlane.senders (tenant_id, address, type, rate_cap, per_minute, per_hour, per_day, reset_timezone,
+                              window_kind)
+SELECT t.id, %(address)s, %(type)s, %(rate_cap)s, %(per_minute)s, %(per_hour)s, %(per_day)s, %(reset_timezone)s,
+       %(window)s
+FROM fairlane.tenants t WHERE t.name = %(tenant)s
+ON CONFLICT (tenant_id, address) DO UPDATE SET type = excluded.type, rate_cap = excluded.rate_cap,
+    per_minute = excluded.per_minute, per_hour = excluded.per_hour, per_day = excluded.per_day,
+    reset_timezone = excluded.reset_timezone, window_kind = excluded.window_kind
 
 -- name: grant_tenant_role
 -- Map a database role to a tenant (creating the role when missing); true when something changed.

@@ -17,11 +17,15 @@ SELECT c.messages, greatest(extract(epoch FROM c.ready_at - clock_timestamp()), 
        extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS took,
        ARRAY(SELECT extract(epoch FROM now() - m.created_at)::float8
              FROM unnest(c.messages) cm JOIN fairlane.messages_live m ON m.id = cm.message_id) AS waits
-FROM fairlane.claim_v3($1, $2, $3) c
+FROM fairlane.claim_v4($1, $2, $3) c
 
 -- name: complete
 -- Record the gateway's answers for one claim.
 SELECT fairlane.complete_v1($1, $2, $3, $4, $5, $6, $7, $8)
+
+-- name: leased
+-- How many of messages $2 are still leased under claim $1: none once its completion landed or its lease was rescued.
+SELECT count(*) FROM fairlane.messages_live m WHERE m.id = ANY($2::bigint[]) AND m.claim_id = $1 AND m.status = 'sending'
 
 -- name: throttle
 -- Halve the destination's effective rate after a 429.

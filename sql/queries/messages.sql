@@ -9,13 +9,23 @@ WHERE k.key_hash = $1 AND k.revoked_at IS NULL
 
 -- name: submit
 -- Submit a JSON array of submissions, each judged on its own; one result row per item, in order.
-SELECT ordinal, replayed, error, message FROM fairlane.submit_json_v1($1::jsonb)
+SELECT ordinal, replayed, error, message FROM fairlane.submit_json_v2($1::jsonb)
 
 -- name: message
--- One message of tenant $1, unless it finished longer ago than the retention (its partition may still be there).
-SELECT to_jsonb(v) - 'tenant_id' AS message
+-- One message of tenant $1 with its idempotency key, unless it finished longer ago than the retention (its partition may still be there).
+SELECT to_jsonb(v) - 'tenant_id' || jsonb_build_object('idempotency_key', m.idempotency_key) AS message
 FROM fairlane.message_details v
+JOIN fairlane.messages m ON m.id = v.id
 WHERE v.id = $2 AND v.tenant_id = $1
+  AND (v.finished_at IS NULL
+       OR v.finished_at > now() - (SELECT s.retention_seconds FROM fairlane.settings s) * interval '1 second')
+
+-- name: by_idempotency_key
+-- Tenant $1's message submitted with idempotency key $2 within the last 24 hours, with the key, as `message` shows it.
+SELECT to_jsonb(v) - 'tenant_id' || jsonb_build_object('idempotency_key', k.key) AS message
+FROM fairlane.idempotency_keys k
+JOIN fairlane.message_details v ON v.id = k.message_id AND v.tenant_id = k.tenant_id
+WHERE k.tenant_id = $1 AND k.key = $2 AND k.created_at > now() - interval '24 hours'
   AND (v.finished_at IS NULL
        OR v.finished_at > now() - (SELECT s.retention_seconds FROM fairlane.settings s) * interval '1 second')
 
@@ -23,7 +33,7 @@ WHERE v.id = $2 AND v.tenant_id = $1
 -- A page of tenant $1's messages, newest first, below id $5, optionally of one status ($2) and destination ($3): by index only.
 -- Without a filter, through the tenant's id indexes (live and finished). With one, per queue of the tenant (of
 -- that destination) and status, never walking the tenant's history (docs/decisions/0017): queued messages
--- through messages_ready_idx, scheduled and sending ones through messages_scheduled_tenant_idx and
+-- through messages_ready_idx (per level), scheduled and sending ones through messages_scheduled_tenant_idx and
 -- messages_sending_tenant_idx, finished ones through messages_finished_queue_id_status_idx in
 -- the partitions still within the retention. Each branch runs only when the filter can match it. A filtered branch
 -- states its range as row comparisons on its index's columns and orders by all of them (equalities would let the
@@ -54,10 +64,12 @@ page AS (
     UNION ALL
     (SELECT m.*
      FROM chosen_queues c
+     CROSS JOIN (VALUES (0::smallint), (1::smallint), (2::smallint)) AS lv(priority)
      CROSS JOIN LATERAL (
          SELECT l.* FROM fairlane.messages_live l
-         WHERE l.status = 'queued' AND (l.queue_id, l.id) < (c.id, $5) AND l.queue_id >= c.id
-         ORDER BY l.queue_id DESC, l.id DESC
+         WHERE l.status = 'queued' AND (l.queue_id, l.priority, l.id) < (c.id, lv.priority, $5)
+           AND (l.queue_id, l.priority) >= (c.id, lv.priority)
+         ORDER BY l.queue_id DESC, l.priority DESC, l.id DESC
          LIMIT $4
      ) m
      WHERE ($2::text IS NOT NULL OR $3::text IS NOT NULL) AND coalesce($2::text, 'queued') = 'queued')
@@ -96,7 +108,9 @@ SELECT jsonb_build_object(
     'destination', d.code, 'body', m.body, 'segments', m.segments, 'encoding', m.encoding, 'attempts', m.attempts,
     'provider_id', m.provider_id, 'error_code', m.error_code, 'error_message', m.error_message,
     'status_callback', m.status_callback, 'created_at', m.created_at, 'updated_at', m.updated_at,
-    'send_at', m.send_at, 'expires_at', m.expires_at, 'finished_at', m.finished_at
+    'send_at', m.send_at, 'expires_at', m.expires_at, 'finished_at', m.finished_at,
+    'idempotency_key', m.idempotency_key,
+    'priority', CASE m.priority WHEN 0 THEN 'high' WHEN 2 THEN 'bulk' ELSE 'normal' END
 ) AS message
 FROM (SELECT p.* FROM page p ORDER BY p.id DESC LIMIT $4) m
 JOIN fairlane.tenants t ON t.id = m.tenant_id
@@ -134,8 +148,15 @@ FROM fairlane.queues o
 JOIN fairlane.destinations d ON d.id = o.destination_id
 JOIN fairlane.senders s ON s.id = o.sender_id
 LEFT JOIN LATERAL (
-    SELECT m.created_at FROM fairlane.messages_live m
-    WHERE m.queue_id = o.id AND m.status = 'queued'
+    -- the oldest queued message, whatever its level (messages_ready_idx orders a queue by level, then age)
+    SELECT m.created_at
+    FROM (VALUES (0), (1), (2)) AS lv(priority)
+    CROSS JOIN LATERAL (
+        SELECT m.id, m.created_at FROM fairlane.messages_live m
+        WHERE m.queue_id = o.id AND m.status = 'queued' AND m.priority = lv.priority
+        ORDER BY m.priority, m.id
+        LIMIT 1
+    ) m
     ORDER BY m.id
     LIMIT 1
 ) head ON true

@@ -36,7 +36,7 @@ ORDER BY destination, depth DESC, queue_id
 -- The time of the reading and every destination's load (when there is no destination, one row with only the time).
 SELECT clock.at, l.destination, l.gateway, l.quota_rate, l.burst, l.effective_rate, l.current_rate, l.utilisation,
        l.backlog_messages::bigint AS backlog_messages, l.backlog_segments::bigint AS backlog_segments,
-       l.active_tenants, l.active_queues
+       l.active_tenants, l.active_queues, l.windows
 FROM (SELECT now() AS at) clock
 LEFT JOIN fairlane.destination_load l ON true
 ORDER BY l.destination
@@ -44,7 +44,7 @@ ORDER BY l.destination
 -- name: dashboard_queues
 -- Every active queue's score, by destination and rank.
 SELECT destination, tenant_set, tenant, sender, queue_id, depth, oldest_age_seconds, portion, recent_rate, score,
-       eligible, rank
+       eligible, rank, level, waiting_for, binding_limit, limit_remaining, limit_resets_at
 FROM fairlane.queue_scores
 ORDER BY destination, rank, queue_id
 

@@ -13,8 +13,10 @@ class Sent:
     segments: int
 
 
-def setup(conn, *, rate, burst=10, tenant_sets, tenants, allocations=(), code="X"):
-    """A destination `code` routed from +1 for long codes; tenants: (name, set, weight, [(sender, cap)])."""
+def setup(conn, *, rate, burst=10, tenant_sets, tenants, allocations=(), code="X", windows=None, sender_windows=None):
+    """A destination `code` routed from +1 for long codes; tenants: (name, set, weight, [(sender, cap)]);
+    `windows`: the destination's quota windows (per_day, reset_timezone, ...), `sender_windows` a sender's by
+    address."""
     config = {
         "tenant_sets": [{"name": name, "weight": weight} for name, weight in tenant_sets],
         "gateways": [{"name": "g", "kind": "http", "url": "http://127.0.0.1:9/"}],
@@ -26,6 +28,7 @@ def setup(conn, *, rate, burst=10, tenant_sets, tenants, allocations=(), code="X
                 "burst": burst,
                 "max_drain_seconds": 36000,
                 "allocations": [dict(a) for a in allocations],
+                **(windows or {}),
             }
         ],
         "tenants": [
@@ -34,7 +37,12 @@ def setup(conn, *, rate, burst=10, tenant_sets, tenants, allocations=(), code="X
                 "tenant_set": tenant_set,
                 "weight": weight,
                 "senders": [
-                    {"address": address, "type": "long_code", **({"rate_cap": cap} if cap else {})}
+                    {
+                        "address": address,
+                        "type": "long_code",
+                        **({"rate_cap": cap} if cap else {}),
+                        **(sender_windows or {}).get(address, {}),
+                    }
                     for address, cap in senders
                 ],
             }
@@ -46,11 +54,11 @@ def setup(conn, *, rate, burst=10, tenant_sets, tenants, allocations=(), code="X
     return conn.execute("SELECT id FROM fairlane.destinations WHERE code = %s", (code,)).fetchone()[0]
 
 
-def backlog(conn, tenant, sender, count, body="x"):
+def backlog(conn, tenant, sender, count, body="x", priority=None):
     conn.execute(
-        """INSERT INTO fairlane.outbox (tenant, sender, recipient, body)
-           SELECT %s, %s, '+1555' || lpad(i::text, 7, '0'), %s FROM generate_series(1, %s) i""",
-        (tenant, sender, body, count),
+        """INSERT INTO fairlane.outbox (tenant, sender, recipient, body, priority)
+           SELECT %s, %s, '+1555' || lpad(i::text, 7, '0'), %s, %s FROM generate_series(1, %s) i""",
+        (tenant, sender, body, priority, count),
     )
 
 

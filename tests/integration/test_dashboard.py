@@ -29,6 +29,7 @@ TENANTS = {  # name: (tenant set, sender, backlog)
     "globex": ("startups", "+15550000002", 1000),
     "initech": ("startups", "+15550000003", 800),
 }
+DAILY = 1_000_000
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -36,7 +37,18 @@ def _configure(conn, simulator):
     config = {
         "tenant_sets": [{"name": "enterprise", "weight": 2}, {"name": "startups", "weight": 1}],
         "gateways": [{"name": "carrier", "kind": "simulator", "url": f"{simulator.url}/messages"}],
-        "destinations": [{"code": "US", "gateway": "carrier", "rate": RATE, "burst": 5, "max_drain_seconds": 36000}],
+        "destinations": [
+            # a daily cap that never binds here (sliding: no reset at midnight): the page shows its use
+            {
+                "code": "US",
+                "gateway": "carrier",
+                "rate": RATE,
+                "burst": 5,
+                "max_drain_seconds": 36000,
+                "per_day": DAILY,
+                "window": "sliding",
+            }
+        ],
         "tenants": [
             {"name": name, "tenant_set": tenant_set, "senders": [{"address": sender, "type": "long_code"}]}
             for name, (tenant_set, sender, _) in TENANTS.items()
@@ -165,6 +177,9 @@ def test_dashboard_shows_live_numbers_in_headless_chromium(conn, dsn, tmp_path, 
     assert us["current_rate"] > 0
     assert {q["tenant"] for q in us["queues"]} == set(TENANTS)
     assert all(isinstance(q["depth"], int) and isinstance(q["score"], int | float) for q in us["queues"])
+    (window,) = us["windows"]
+    assert (window["window"], window["kind"], window["quota"]) == ("per_day", "sliding", DAILY)
+    assert window["used"] >= RATE and window["used"] + window["remaining"] == DAILY
 
     url = f"{base}/dashboard#token={ADMIN_TOKEN}"
     first = Page(_chromium(tmp_path / "profile-1", url, "--dump-dom"))
@@ -181,6 +196,8 @@ def test_dashboard_shows_live_numbers_in_headless_chromium(conn, dsn, tmp_path, 
         assert row["tenant_set"] == TENANTS[row["tenant"]][0]
         assert row["sender"] == TENANTS[row["tenant"]][1]
         _numbers(row, columns)  # every column a number
+        assert (row["level"], row["binding_limit"]) == ("normal", "rate")  # the daily cap is far from binding
+    assert shown["window"] == "per_day" and float(shown["quota"]) == DAILY and float(shown["used"]) >= RATE
     depth = sum(float(row["depth"]) for row in shown["queues"].values())
 
     # later, once the dispatcher has drained more, the page shows other numbers

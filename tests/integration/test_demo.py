@@ -61,3 +61,11 @@ def test_demo_holds_the_flood_to_its_share_while_passcodes_flow(tmp_path):
         pacing = figures["pacing"][side]
         assert pacing["seconds_above_limit"] == 0, pacing  # never above rate + burst at the carrier
         assert pacing["max_second"] <= 100 + 20, pacing
+    # the third destination: passcodes first inside their tenant's share, and a daily cap that ran out midway
+    levels = figures["levels"]
+    assert "## Levels of service and a daily cap" in report
+    assert levels["daily_cap"] == 400 and 0 < levels["at_carrier"] <= 400
+    assert levels["cap_spent_seconds"] is not None and levels["cap_spent_seconds"] < 8, levels
+    assert levels["streams"]["mixed-high"]["p99_wait_ms"] < 1000, levels
+    assert abs(levels["mixed_share"] - 0.5) <= 0.1, levels
+    assert levels["streams"]["mixed-bulk"]["refused"] > 0  # what the cap could not take before its reset

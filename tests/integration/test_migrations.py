@@ -125,7 +125,7 @@ def test_downgrade_to_base_and_upgrade_again(conn, dsn, monkeypatch):
     assert loaded == {path.relative_to(FROZEN_DIR).as_posix() for path in FROZEN_DIR.rglob("*.sql")}
 
 
-@pytest.mark.parametrize("previous", ["0006", "0005", "0004"])
+@pytest.mark.parametrize("previous", ["0010", "0006", "0005", "0004"])
 def test_downgrade_restores_the_previous_revision_and_upgrade_again(conn, dsn, scratch_dsn, previous):
     head = _catalog(conn)
     migrate.downgrade(dsn, previous)

@@ -3,7 +3,6 @@ no polling for tokens, no bunching at the carrier after a stall. Real dispatcher
 simulator on loopback."""
 
 import collections
-import os
 import signal
 import time
 
@@ -11,6 +10,8 @@ from tests.fairness import Queue, fairness_error, ideal_rates
 from tests.integration.claiming import Clock, backlog, setup
 from tests.integration.fixtures import apply_config
 from tests.integration.processes import Simulator, dispatcher, wait_until
+from tools.bench.processes import process_cpu
+from tools.bench.scale import worst_second
 
 RATE, BURST = 200, 20
 
@@ -30,21 +31,8 @@ def _configure(conn, simulator, *, rate=RATE, burst=BURST, set_weights=(1, 2, 3)
     apply_config(conn, config)
 
 
-def _worst_second(times):
-    window = collections.deque()
-    worst = 0
-    for t in sorted(times):
-        window.append(t)
-        while window[0] <= t - 1.0:
-            window.popleft()
-        worst = max(worst, len(window))
-    return worst
-
-
-def _cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu(process):
+    return process_cpu([process.popen.pid])[process.popen.pid]
 
 
 def test_eight_dispatchers_split_fairly_within_the_quota(conn, dsn, tmp_path, started):
@@ -66,7 +54,7 @@ def test_eight_dispatchers_split_fairly_within_the_quota(conn, dsn, tmp_path, st
     received = simulator.received()
     times = [m["at"] for m in received]
     start = min(times)
-    assert _worst_second(times) <= RATE + BURST
+    assert worst_second(times) <= RATE + BURST
     assert simulator.stats()["throttled"] == {}
     heavy = [m for m in received if m["tenant"] != "t3" and start + 1 <= m["at"] < start + 11]
     assert len([m for m in received if start + 1 <= m["at"] < start + 11]) >= 0.98 * RATE * 10
@@ -122,10 +110,10 @@ def test_token_starved_dispatchers_stay_idle(conn, dsn, tmp_path, started):
     processes = [dispatcher(dsn) for _ in range(3)]
     started.extend(processes)
     wait_until(lambda: simulator.stats()["received"] >= RATE, timeout=60, message="a second of traffic")
-    before = [_cpu_seconds(p.popen.pid) for p in processes]
+    before = [_cpu(p) for p in processes]
     sent_before = simulator.stats()["received"]
     time.sleep(4)  # the span measured, not a wait for something to happen
-    cpu = sorted(_cpu_seconds(p.popen.pid) - b for p, b in zip(processes, before, strict=True))
+    cpu = sorted(_cpu(p) - b for p, b in zip(processes, before, strict=True))
     sent = simulator.stats()["received"] - sent_before
     assert sent >= 0.9 * RATE * 4
     assert cpu[0] < 0.2 and cpu[1] < 0.2, cpu  # the two without the lease: maintenance and leases only
@@ -159,7 +147,7 @@ def test_a_stalled_dispatcher_does_not_bunch_its_sends(conn, dsn, tmp_path, star
     started.append(process)
     wait_until(lambda: simulator.stats()["received"] >= RATE * 2, timeout=60, message="2 s of traffic")
     conn.execute("INSERT INTO public.stall VALUES (true)")
-    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%claim_v3%'"
+    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%claim_v4%'"
     wait_until(lambda: conn.execute(sleeping).fetchone()[0] == 1, timeout=10, message="the claim held")
     process.signal(signal.SIGSTOP)
     stopped_at = time.monotonic()
@@ -167,7 +155,7 @@ def test_a_stalled_dispatcher_does_not_bunch_its_sends(conn, dsn, tmp_path, star
     process.signal(signal.SIGCONT)
     assert time.monotonic() - stopped_at >= 2
     wait_until(lambda: simulator.stats()["received"] >= RATE * 6, timeout=60, message="more traffic after")
-    assert _worst_second([m["at"] for m in simulator.received()]) <= RATE + BURST
+    assert worst_second([m["at"] for m in simulator.received()]) <= RATE + BURST
     assert simulator.stats()["throttled"] == {}
     released = conn.execute(
         "SELECT count(*) FROM fairlane.message_events WHERE status = 'queued' AND detail->>'reason' = 'release'"

@@ -11,17 +11,7 @@ from tests.fairness import Queue, fairness_error, ideal_rates
 from tests.integration.claiming import backlog
 from tests.integration.processes import dispatcher, wait_until
 from tests.integration.smpp import SmppSimulator, configure, sent, statuses
-
-
-def _worst_second(times):
-    """The most arrivals in any sliding one-second window."""
-    window, worst = collections.deque(), 0
-    for t in sorted(times):
-        window.append(t)
-        while window[0] <= t - 1.0:
-            window.popleft()
-        worst = max(worst, len(window))
-    return worst
+from tools.bench.scale import worst_second
 
 
 def _drain(process):
@@ -52,7 +42,7 @@ def test_four_dispatchers_hold_the_quota_fairly_over_smpp(conn, dsn, tmp_path, s
     wait_until(lambda: simulator.stats()["received"] >= rate * 12, timeout=60, message="12 s of traffic")
     received, stats = simulator.received(), simulator.stats()
     times = sorted(m["at"] for m in received)
-    assert _worst_second(times) <= rate + burst
+    assert worst_second(times) <= rate + burst
     assert stats["throttled"] == {}  # no ESME_RTHROTTLED
     assert stats["smpp"]["peak_binds"] == {"fairlane": 2}  # never more binds than configured, however many processes
     assert stats["smpp"].get("window_refused", 0) == 0 and stats["smpp"].get("binds_refused", 0) == 0

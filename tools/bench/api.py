@@ -25,9 +25,7 @@ import multiprocessing
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,16 +36,15 @@ import psycopg
 
 from db import configuration
 from service.model.configuration import parse_configuration
+from tools.bench.processes import TICK, Services, free_port, process_cpu
 from tools.bench.scratch import drop, recreate
 
 DATABASE = "fairlane_bench_api"
-ROOT = Path(__file__).resolve().parent.parent
 TENANTS = 50
 WARMUP = 1.0
 BATCH_SIZE = 1000
 BATCH_CONCURRENCY = 4
 PAYLOADS = 64
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 # --- the minimal handler: one database round trip -----------------------------------------------------
@@ -197,17 +194,6 @@ def _load_process(load: Load, results: Any) -> None:
 # --- CPU accounting from /proc -------------------------------------------------------------------------
 
 
-def _process_cpu(pids: set[int]) -> dict[int, float]:
-    seconds = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        seconds[pid] = (int(fields[11]) + int(fields[12])) / TICK
-    return seconds
-
-
 def _machine_cpu() -> tuple[float, float] | None:
     """(idle, total) jiffies of the whole machine."""
     try:
@@ -229,7 +215,7 @@ class Snapshot:
 
 def _snapshot(server_pid: int, connection: psycopg.Connection[Any]) -> Snapshot:
     pids = {pid for (pid,) in connection.execute(_BACKENDS).fetchall()}
-    return Snapshot(_process_cpu({server_pid}), _process_cpu(pids), _machine_cpu())
+    return Snapshot(process_cpu({server_pid}), process_cpu(pids), _machine_cpu())
 
 
 def _spent(before: dict[int, float], after: dict[int, float]) -> float:
@@ -237,45 +223,6 @@ def _spent(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 # --- orchestration -------------------------------------------------------------------------------------
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(args: list[str], env: dict[str, str], ready: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start `python -m <args>` logging to `log`, in its own session (Ctrl-C is ours to handle); return once
-    the log has the `ready` line."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", *args],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while ready not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"{args} did not start: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.05)
-    return process
-
-
-def _stop(processes: list[Any]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _configure(scratch: str) -> list[str]:
@@ -392,37 +339,35 @@ def _verdict(ratio: float, goal: float) -> str:
     return "met" if ratio >= goal else "NOT met"
 
 
-def _servers(scratch: str, logs: Path, servers: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
-    """Start the minimal handler and the API (appending them to `servers`); return their ports."""
-    minimal_port, api_port = _port(), _port()
-    servers.append(
-        _start(
-            ["tools.bench.api", "minimal", "--port", str(minimal_port)],
-            {"FAIRLANE_BENCH_DSN": scratch},  # a DSN may hold a password: never on a command line
-            "minimal listening",
-            logs / "minimal.log",
-        )
+def _servers(scratch: str, services: Services) -> tuple[int, int]:
+    """Start the minimal handler and the API; return their ports."""
+    minimal_port = free_port()
+    api_port = free_port({minimal_port})
+    services.start(
+        "minimal",
+        ["minimal", "--port", str(minimal_port)],
+        ready="minimal listening",
+        env={"FAIRLANE_BENCH_DSN": scratch},  # a DSN may hold a password: never on a command line
+        module="tools.bench.api",
     )
-    servers.append(
-        _start(
-            ["service.cli", "api", "--host", "127.0.0.1", "--port", str(api_port)],
-            {
-                "DATABASE_URL": scratch,
-                "FAIRLANE_ADMIN_TOKEN": secrets.token_urlsafe(24),
-                "FAIRLANE_TENANT_RATE": "0",
-                "FAIRLANE_LOG_LEVEL": "WARNING",
-            },
-            "api listening",
-            logs / "api.log",
-        )
+    services.start(
+        "api",
+        ["api", "--host", "127.0.0.1", "--port", str(api_port)],
+        ready="api listening",
+        env={
+            "DATABASE_URL": scratch,
+            "FAIRLANE_ADMIN_TOKEN": secrets.token_urlsafe(24),
+            "FAIRLANE_TENANT_RATE": "0",
+            "FAIRLANE_LOG_LEVEL": "WARNING",
+        },
     )
     return minimal_port, api_port
 
 
-def _run(scratch: str, logs: Path, servers: list[subprocess.Popen[bytes]], seconds: float, concurrency: int) -> None:
+def _run(scratch: str, services: Services, seconds: float, concurrency: int) -> None:
     keys = _configure(scratch)
-    minimal_port, api_port = _servers(scratch, logs, servers)
-    minimal, api = servers
+    minimal_port, api_port = _servers(scratch, services)
+    minimal, api = services.processes["minimal"], services.processes["api"]
     print(
         f"api benchmark: loopback HTTP from a separate load process, {TENANTS} tenants with keys rotated per"
         f" request, {WARMUP:g} s warm-up + {seconds:g} s per run"
@@ -463,21 +408,21 @@ def _run(scratch: str, logs: Path, servers: list[subprocess.Popen[bytes]], secon
     print(f"rows in fairlane.messages: {rows:,}; accepted in all runs, warm-up included: {accepted:,} ({check})")
     if any(run.outcome["errors"] or run.outcome["refused"] for run in runs):
         print("!!! some requests failed; the server logs' tails:")
-        for log in sorted(logs.glob("*.log")):
+        for log in sorted(services.logs.glob("*.log")):
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}")
 
 
 def main(dsn: str, seconds: float = 5.0, concurrency: int = 64) -> None:
     started = time.monotonic()
-    servers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as directory:
+        services = Services(Path(directory), {})
         try:
-            _run(recreate(dsn, DATABASE), Path(directory), servers, seconds, concurrency)
+            _run(recreate(dsn, DATABASE), services, seconds, concurrency)
         except KeyboardInterrupt:
             print("\ninterrupted; stopping the servers and dropping the scratch database", flush=True)
             raise SystemExit(130) from None
         finally:
-            _stop(servers)
+            services.stop()
             drop(dsn, DATABASE)
     print(f"({time.monotonic() - started:.0f} s in all)")
 

@@ -27,10 +27,14 @@ def positive_number(value: str) -> float:
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     bench = commands.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("name", choices=("outbox", "dispatch", "e2e", "api", "soak", "designs", "scale", "edges"))
+    bench.add_argument(
+        "name", choices=("outbox", "dispatch", "e2e", "api", "soak", "designs", "scale", "edges", "levels")
+    )
     bench.add_argument("--rows", type=int, default=100_000, help="outbox: rows per run")
     bench.add_argument(
-        "--seconds", type=float, help="dispatch, api, designs, scale, edges: seconds per run (default 3, 5, 4, 60, 5)"
+        "--seconds",
+        type=float,
+        help="dispatch, api, designs, scale, edges, levels: seconds per run (default 3, 5, 4, 60, 5, 10)",
     )
     bench.add_argument("--concurrency", type=positive, default=64, help="api: concurrent single POSTs")
     bench.add_argument("--large", type=int, default=1_000_000, help="dispatch: the large backlog")
@@ -77,6 +81,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             from tools.bench import edges
 
             edges.main(database.dsn, seconds=5.0 if args.seconds is None else args.seconds)
+        elif args.name == "levels":
+            from tools.bench import levels
+
+            levels.main(database.dsn, seconds=10.0 if args.seconds is None else args.seconds)
         elif args.name == "designs":
             designs.main(database.dsn, seconds=4.0 if args.seconds is None else args.seconds)
         else:

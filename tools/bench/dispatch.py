@@ -16,8 +16,9 @@ writes a `successful` row to its log table (besides the `queued` row `enqueue` w
 NOTIFYs on each statement, and it runs its listener health check and heartbeats. A PgQueuer process counts
 the jobs its entrypoint ran until the time or its share is up; its seconds start before its consumer's own
 start (a structure check and LISTEN: a few ms) and end once the consumer has stopped and written the last
-completions. Every process of every column commits with synchronous_commit off (as the dispatcher does) and
-runs one untimed batch first.
+completions. Every process of every column commits with synchronous_commit off (as the dispatcher's claims do;
+its completions are synchronous since docs/decisions/0019, about 0.8x of this on one process) and runs one
+untimed batch first.
 
 Run: `fairlane bench dispatch [--seconds S] [--large N] [--processes 1,2,4] [--batches 10,100]`.
 """
@@ -116,7 +117,7 @@ async def _worker_loop(scratch: str, kind: str, batch: int, seconds: float, star
     """Claim and complete (or claim and delete) batches until the run's time is up or the run has taken its
     share of the backlog (so the backlog stays near its size); return (messages, seconds)."""
     q = queries.load("bench")
-    # as the dispatcher does: claims and completions commit asynchronously (docs/decisions/0007)
+    # as the dispatcher's claims do (its completions are synchronous: docs/decisions/0019); every column alike
     connection = await asyncpg.connect(scratch, server_settings={"synchronous_commit": "off"})
     destination = await connection.fetchval(q["destination_id"])
     # one batch before the clock starts: plans and PL/pgSQL functions are compiled once per connection

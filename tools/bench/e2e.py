@@ -11,10 +11,6 @@ noisy neighbour runs over SMPP.
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,41 +20,10 @@ import psycopg
 
 from db import configuration, queries
 from service.model.configuration import parse_configuration
+from tools.bench.processes import Services, free_port
 from tools.bench.scratch import drop, recreate
 
 DATABASE = "fairlane_bench_e2e"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(args: list[str], env: dict[str, str], ready: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start a fairlane subcommand logging to `log`; return once the log has the `ready` line."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", *args],
-            cwd=ROOT,
-            env={**os.environ, **env, "FAIRLANE_LOG_LEVEL": "INFO"},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while ready not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{args[0]} did not start: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.05)
-    return process
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.wait(timeout=30)
 
 
 def _simulator_received(port: int) -> int:
@@ -86,42 +51,45 @@ def _configure(scratch: str, port: int, rate: float, burst: int, tenants: list[s
 
 
 def _scenario(
-    dsn: str, config_dir: Path, simulator_config: str, rate: float, burst: int, tenants: list[str], gateway: str
-) -> tuple[str, int, list[subprocess.Popen[bytes]]]:
+    dsn: str, logs: Path, simulator_config: str, rate: float, burst: int, tenants: list[str], gateway: str
+) -> tuple[str, int, Services]:
     """A scratch database configured for one destination X through `gateway` (http: the simulator's HTTP
     protocol; smpp: its SMPP side, whose parts count under X), the simulator with `simulator_config`, and
-    two dispatcher processes; returns (scratch DSN, simulator port, processes)."""
+    two dispatcher processes; returns (scratch DSN, simulator port, the processes)."""
     scratch = recreate(dsn, DATABASE)
-    port = _port()
-    smpp_port = _port() if gateway == "smpp" else None
-    config = config_dir / "sim.toml"
+    port = free_port()
+    smpp_port = free_port({port}) if gateway == "smpp" else None
+    config = logs / "sim.toml"
     config.write_text(simulator_config)
     command = ["simulator", "--port", str(port), "--config", str(config)]
     if smpp_port is not None:
         command += ["--smpp-port", str(smpp_port)]
-    simulator = _start(command, {}, "simulator listening", config_dir / "sim.log")
-    _configure(scratch, port, rate, burst, tenants, smpp_port)
-    dispatchers = [
-        _start(
-            ["dispatch", "--workers", "1"], {"DATABASE_URL": scratch}, "dispatcher started", config_dir / f"d{i}.log"
-        )
-        for i in range(2)
-    ]
-    return scratch, port, [*dispatchers, simulator]
+    services = Services(logs, {"DATABASE_URL": scratch, "FAIRLANE_LOG_LEVEL": "INFO"})
+    try:
+        services.start("simulator", command, ready="simulator listening")
+        _configure(scratch, port, rate, burst, tenants, smpp_port)
+        for i in range(2):
+            services.start(f"dispatcher-{i + 1}", ["dispatch", "--workers", "1"], ready="dispatcher started")
+    except BaseException:
+        services.kill()
+        raise
+    return scratch, port, services
 
 
 def _throughput(dsn: str, config_dir: Path, gateway: str = "http") -> float:
     tenants = [f"t{i}" for i in range(1000)]
     simulator_config = "latency_ms = [1, 3]\n[smpp]\nreceipts = false\n"  # no receipts over HTTP either
-    scratch, port, processes = _scenario(dsn, config_dir, simulator_config, 1e9, 2_000_000_000, tenants, gateway)
-    started = time.monotonic()
-    with psycopg.connect(scratch, autocommit=True) as connection:
-        connection.execute(queries.load("bench")["spread"], {"rows": 20000})
-    while _simulator_received(port) < 20000 and time.monotonic() - started < 120:
-        time.sleep(0.2)
-    elapsed = time.monotonic() - started
-    received = _simulator_received(port)
-    _stop(processes)
+    scratch, port, services = _scenario(dsn, config_dir, simulator_config, 1e9, 2_000_000_000, tenants, gateway)
+    try:
+        started = time.monotonic()
+        with psycopg.connect(scratch, autocommit=True) as connection:
+            connection.execute(queries.load("bench")["spread"], {"rows": 20000})
+        while _simulator_received(port) < 20000 and time.monotonic() - started < 120:
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+        received = _simulator_received(port)
+    finally:
+        services.stop()
     print(
         f"end to end ({gateway}): {received:,} messages through 2 dispatchers and the simulator in {elapsed:.1f} s: "
         f"{received / elapsed:,.0f} messages/s",
@@ -133,20 +101,24 @@ def _throughput(dsn: str, config_dir: Path, gateway: str = "http") -> float:
 def _light_waits(dsn: str, config_dir: Path, flood: bool, gateway: str = "http") -> tuple[int, float, float]:
     q = queries.load("bench")
     simulator_config = 'latency_ms = [1, 3]\n[destinations."X"]\nrate = 200\nburst = 20\n'
-    scratch, port, processes = _scenario(dsn, config_dir, simulator_config, 200, 20, ["flood", "light"], gateway)
-    with psycopg.connect(scratch, autocommit=True) as connection:
-        if flood:
-            connection.execute(q["flood"], {"rows": 20000})
-        for _ in range(200):  # 20 messages/s for 10 s
-            connection.execute(q["submit_light"])
-            time.sleep(0.05)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            messages, p50, p99 = connection.execute(q["light_waits"]).fetchone()
-            if messages == 200:
-                break
-            time.sleep(0.1)
-    _stop(processes)
+    scratch, port, services = _scenario(dsn, config_dir, simulator_config, 200, 20, ["flood", "light"], gateway)
+    try:
+        with psycopg.connect(scratch, autocommit=True) as connection:
+            if flood:
+                connection.execute(q["flood"], {"rows": 20000})
+            for _ in range(200):  # 20 messages/s for 10 s
+                connection.execute(q["submit_light"])
+                time.sleep(0.05)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                row = connection.execute(q["light_waits"]).fetchone()
+                assert row is not None
+                messages, p50, p99 = row
+                if messages == 200:
+                    break
+                time.sleep(0.1)
+    finally:
+        services.stop()
     return messages, p50, p99
 
 

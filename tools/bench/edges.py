@@ -26,7 +26,7 @@ import psycopg
 
 from db import configuration
 from service.model.configuration import parse_configuration
-from tools.bench.api import _port, _start, _stop
+from tools.bench.processes import Services, free_port
 from tools.bench.scratch import drop, recreate
 
 DATABASE = "fairlane_bench_edges"
@@ -186,7 +186,7 @@ async def _tenant_b(api_url: str, key: str, seconds: float, arrived: dict[str, f
     }
 
 
-async def _run(scratch: str, logs: Path, servers: list[Any], seconds: float) -> None:
+async def _run(scratch: str, services: Services, seconds: float) -> None:
     from aiohttp import web
 
     dead = Dead()
@@ -207,16 +207,12 @@ async def _run(scratch: str, logs: Path, servers: list[Any], seconds: float) -> 
     live_port = runner.addresses[0][1]
     dead_port = dead_server.sockets[0].getsockname()[1]
     keys = _configure(scratch, f"http://127.0.0.1:{dead_port}/hook", f"http://127.0.0.1:{live_port}/hook")
-    api_port = _port()
-    env = {"DATABASE_URL": scratch, "FAIRLANE_ADMIN_TOKEN": secrets.token_urlsafe(24), "FAIRLANE_LOG_LEVEL": "INFO"}
-    servers.append(
-        await asyncio.to_thread(
-            _start, ["service.cli", "api", "--port", str(api_port)], env, "api listening", logs / "api.log"
-        )
+    api_port = free_port()
+    services.env.update(
+        {"DATABASE_URL": scratch, "FAIRLANE_ADMIN_TOKEN": secrets.token_urlsafe(24), "FAIRLANE_LOG_LEVEL": "INFO"}
     )
-    servers.append(
-        await asyncio.to_thread(_start, ["service.cli", "callbacks"], env, "callbacks started", logs / "callbacks.log")
-    )
+    await asyncio.to_thread(services.start, "api", ["api", "--port", str(api_port)], "api listening")
+    await asyncio.to_thread(services.start, "callbacks", ["callbacks"], "callbacks started")
     api_url = f"http://127.0.0.1:{api_port}"
     print(
         f"edges benchmark: B sends {B_RATE:g} single POSTs/s for {seconds:g} s, alone, then beside A ({A_WORKERS} "
@@ -272,14 +268,14 @@ async def _run(scratch: str, logs: Path, servers: list[Any], seconds: float) -> 
 
 def main(dsn: str, seconds: float = 5.0) -> None:
     started = time.monotonic()
-    servers: list[Any] = []
     with tempfile.TemporaryDirectory() as directory:
+        services = Services(Path(directory), {})
         try:
-            asyncio.run(_run(recreate(dsn, DATABASE), Path(directory), servers, seconds))
+            asyncio.run(_run(recreate(dsn, DATABASE), services, seconds))
         except KeyboardInterrupt:
             print("\ninterrupted; stopping the servers and dropping the scratch database", flush=True)
             raise SystemExit(130) from None
         finally:
-            _stop(servers)
+            services.stop()
             drop(dsn, DATABASE)
     print(f"({time.monotonic() - started:.0f} s in all)")

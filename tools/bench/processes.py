@@ -106,11 +106,15 @@ class Services:
         process.wait()
 
     def stop(self) -> dict[str, int]:
-        """SIGTERM to each, the last started first (a supervisor stops its children); their exit statuses."""
+        """SIGTERM to each, the last started first (a supervisor stops its children), SIGKILL to one that has not
+        exited a minute later; their exit statuses."""
         statuses = {}
         for name, process in reversed(self.processes.items()):
             process.terminate()
-            statuses[name] = process.wait(timeout=60)
+            try:
+                statuses[name] = process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                statuses[name] = -signal.SIGKILL  # killed below, with anything else in its group
         self.kill()  # anything a process left behind in its group
         return statuses
 

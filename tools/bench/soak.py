@@ -5,7 +5,8 @@ A scratch database next to the one in use; real `fairlane` processes on free por
 2 --metrics-port P`, `callbacks`, `simulator` sending receipts to the API), logs in a temporary directory
 (kept, and named, when the soak fails); three tenants whose status callbacks go to a receiver in this process;
 two destinations each with a quota of 2R (so the service keeps up), 120 s validity, finished messages kept
-5 minutes (`PUT /v1/admin/retention`; without that endpoint nothing is pruned and the soak says so). The
+5 minutes (`[retention]` in the configuration applied before any process starts, so the partitions of
+finished messages have that retention's width from the first; `PUT /v1/admin/retention` reads it back). The
 carrier simulator answers in 1-5 ms, fails 0.2% transiently and 0.1% permanently, reports 2% undelivered and
 sends 1% of receipts twice. Of every R messages a second, half go as single `POST /v1/messages`, 30% in
 `POST /v1/messages/batch` of 10, 20% as `INSERT INTO fairlane.outbox` of 5 rows.
@@ -26,18 +27,15 @@ never came). Run: `fairlane bench soak [--minutes 30] [--rate 50]`.
 import asyncio
 import json
 import math
-import os
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,10 +49,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from db import configuration, queries
 from service.model.configuration import parse_configuration
+from tools.bench.processes import Services, free_port, port_is_free
 from tools.bench.scratch import drop, recreate
 
 DATABASE = "fairlane_bench_soak"
-ROOT = Path(__file__).resolve().parent.parent.parent
 RETENTION = "5m"
 VALIDITY_SECONDS = 120
 TENANTS = ("alpha", "bravo", "charlie")
@@ -146,87 +144,6 @@ class Mix:
 # --- the processes -----------------------------------------------------------------------------------------
 
 
-def _port(taken: Iterable[int] = ()) -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in taken:
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-@dataclass
-class Services:
-    """The `fairlane` subcommands of the soak, each in its own process group (a supervisor's children too)."""
-
-    logs: Path
-    env: dict[str, str]
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, args: list[str], ready: str | None = None) -> None:
-        log = self.logs / f"{name}.log"
-        with log.open("wb") as output:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", *args],
-                cwd=ROOT,
-                env={**os.environ, **self.env},
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while ready is not None and ready not in log.read_text(errors="replace"):
-            self.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start: {self.tail(name)}")
-            time.sleep(0.05)
-
-    def tail(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
-
-    def check(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with status {process.returncode}: {self.tail(name)}")
-
-    def stop(self) -> dict[str, int]:
-        """SIGTERM to each, the last started first (a supervisor stops its children); their exit statuses."""
-        statuses = {}
-        for name, process in reversed(self.processes.items()):
-            process.terminate()
-            statuses[name] = process.wait(timeout=60)
-        self.kill()  # anything a process left behind in its group
-        return statuses
-
-    def kill(self) -> None:
-        for process in self.processes.values():
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
-
-    def warnings(self) -> list[str]:
-        """Per process, how many WARNING and ERROR lines it logged, with the first three of them."""
-        report = []
-        for name in self.processes:
-            lines = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()
-            flagged = [line for line in lines if " WARNING " in line or " ERROR " in line]
-            errors = sum(" ERROR " in line for line in flagged)
-            report.append(f"{name}: {len(flagged) - errors} warnings, {errors} errors")
-            report.extend(f"    {line[:200]}" for line in flagged[:3])
-        return report
-
-
 def _wait_for_metrics(services: Services, ports: Sequence[int]) -> None:
     deadline = time.monotonic() + 60
     for port in ports:
@@ -246,6 +163,7 @@ def _configure(scratch: str, rate: float, simulator_port: int, receipts_token: s
     config = {
         # the hook listens on loopback over plain http: callbacks may reach it
         "callbacks": {"allow_networks": ["127.0.0.0/8"], "allow_http": True},
+        "retention": {"finished_messages": RETENTION},
         "tenant_sets": [{"name": "soak"}],
         "gateways": [
             {
@@ -686,11 +604,11 @@ def main(dsn: str, minutes: int = 30, rate: float = 50.0) -> None:
     logs = Path(tempfile.mkdtemp(prefix="fairlane-soak-"))
     token, receipts_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     hook = socket.create_server(("127.0.0.1", 0))
-    api_port = _port()
-    simulator_port = _port({api_port})
-    metrics_port = _port({api_port, simulator_port})
-    while not _free(metrics_port + 1) or metrics_port + 1 in (api_port, simulator_port):
-        metrics_port = _port({api_port, simulator_port})
+    api_port = free_port()
+    simulator_port = free_port({api_port})
+    metrics_port = free_port({api_port, simulator_port})
+    while not port_is_free(metrics_port + 1) or metrics_port + 1 in (api_port, simulator_port):
+        metrics_port = free_port({api_port, simulator_port})
     mix = ", ".join(f"{share:.0%} {way}" for way, share in MIX.items())
     print(
         f"soak: {rate:g} messages/s for {minutes} min ({mix}),"

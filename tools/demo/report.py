@@ -36,6 +36,8 @@ class Scenario:
     batch: int
     flood_requests: int
     """Flood batch requests in flight per side."""
+    daily_cap: int = 0
+    """DEMO-LEVELS' daily cap (tools/demo/levels.py); 0: no such side."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,13 @@ def measure(observation: Observation) -> dict[str, Any]:
             "seconds": len(seconds),
         }
 
+    levels_figures = None
+    if any(s.side == "levels" for s in observation.sent):
+        from tools.demo import levels  # (it imports this module)
+
+        levels_figures = levels.figures(
+            observation.sent, arrival, t0, end, scenario.daily_cap, observation.rejected, window[0]
+        )
     figures: dict[str, Any] = {
         "scenario": asdict(scenario),
         "window_seconds": list(window),
@@ -202,6 +211,7 @@ def measure(observation: Observation) -> dict[str, Any]:
         "flood_accepted": {side: observation.flood_accepted.get(side, 0) for side in SIDES},
         "flood_submitted_seconds": observation.flood_submitted_seconds,
         "submit_ms": _submit_figures(observation),
+        "levels": levels_figures,
     }
     figures["verdict"] = _verdict(figures)
     return figures
@@ -365,6 +375,10 @@ def markdown(figures: dict[str, Any]) -> str:
             f"| {side} | {figures['flood_accepted'][side]:,} of {scenario['flood']:,} "
             f"| {'not by the end' if done is None else f'{done:.1f} s'} | {cells[0]} | {cells[1]} |"
         )
+    if figures["levels"] is not None:
+        from tools.demo import levels
+
+        lines += ["", *levels.markdown(figures["levels"])]
     rejected = ", ".join(f"{code}: {count}" for code, count in figures["rejected"].items()) or "none"
     lines += [
         "",
@@ -393,7 +407,10 @@ def chart(observation: Observation, figures: dict[str, Any], path: Path) -> None
     scenario = observation.scenario
     t0, end = observation.started, observation.ended - observation.started
     arrival = {str(item["id"]): float(item["at"]) + observation.offset - t0 for item in observation.received}
-    figure, axes = pyplot.subplots(2, 2, figsize=(13, 8), sharex=True, sharey="row", layout="constrained")
+    columns = 3 if figures["levels"] is not None else 2
+    figure, axes = pyplot.subplots(
+        2, columns, figsize=(6.5 * columns, 8), sharex=True, sharey="row", layout="constrained"
+    )
     colours = dict(zip(scenario.tenants, ("tab:red", "tab:blue", "tab:green", "tab:purple"), strict=False))
     for column, side in enumerate(SIDES):
         top, bottom = axes[0][column], axes[1][column]
@@ -431,6 +448,13 @@ def chart(observation: Observation, figures: dict[str, Any], path: Path) -> None
         bottom.legend(loc="best", fontsize=7, ncol=2)
         bottom.grid(True, which="major", alpha=0.3)
         top.grid(True, which="major", alpha=0.3)
+    if figures["levels"] is not None:
+        from tools.demo import levels
+
+        levels.chart(
+            axes[0][2], axes[1][2], observation.sent, arrival, t0, end, scenario.rate,
+            figures["levels"]["cap_spent_seconds"], _per_second,
+        )  # fmt: skip
     axes[1][0].set_xlim(0, end)
     figure.suptitle(
         f"fairlane demo: {scenario.flood:,}-message flood + {len(scenario.tenants) - 1} passcode streams at "

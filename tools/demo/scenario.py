@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from db import embedded
+from tools.demo import levels
 from tools.demo import report as demo_report
 from tools.demo.report import Observation, Scenario, Sent
 
@@ -222,8 +223,9 @@ async def _configure(client: Client, options: DemoOptions) -> dict[str, str]:
     for side, code in DESTINATIONS.items():
         quota = {"gateway": gateways[side], "rate": options.rate, "burst": options.burst, "max_drain_seconds": 36000}
         await client.admin("PUT", f"/v1/admin/destinations/{code}", quota)
+    await levels.configure(client, GATEWAY, options.rate, options.burst, options.seconds)
     keys = {}
-    for tenant, sender in {**SENDERS, FIFO_TENANT: FIFO_SENDER}.items():
+    for tenant, sender in {**SENDERS, FIFO_TENANT: FIFO_SENDER, levels.TENANT: levels.SENDER}.items():
         tenant_set = "demo-fifo" if tenant == FIFO_TENANT else "demo"
         await client.admin("PUT", f"/v1/admin/tenant-sets/{tenant_set}", {"weight": 1})
         created = await client.admin("PUT", f"/v1/admin/tenants/{tenant}", {"tenant_set": tenant_set})
@@ -418,6 +420,10 @@ async def _scenario(client: Client, options: DemoOptions, local: LocalFairlane |
         asyncio.create_task(_flood(client, side, keys[tenant], options, live, started))
         for side, tenant in (("fair", "bulk"), ("fifo", FIFO_TENANT))
     ]
+    # the third destination: levels of service beside the flood, and a daily cap that runs out halfway
+    floods.append(asyncio.create_task(levels.traffic(
+        client, keys, SENDERS["bulk"], options.rate, options.seconds, options.otp_rate, live
+    )))  # fmt: skip
     await _passcodes(client, keys, options, live, started)
     # a short grace for passcodes still in flight on the fair side (the FIFO ones wait behind the flood)
     deadline = time.monotonic() + GRACE_SECONDS
@@ -436,7 +442,7 @@ async def _scenario(client: Client, options: DemoOptions, local: LocalFairlane |
     kind += ", over SMPP" if options.gateway == "smpp" else ""
     scenario = Scenario(
         options.rate, options.burst, options.flood, options.otp_rate, options.seconds, TENANTS, DESTINATIONS,
-        kind if local else client.target.url, BATCH, FLOOD_REQUESTS,
+        kind if local else client.target.url, BATCH, FLOOD_REQUESTS, levels.daily_cap(options.rate, options.seconds),
     )  # fmt: skip
     return Observation(
         scenario, live.started, ended, offset, live.sent, received, stats["per_second"], live.portions,

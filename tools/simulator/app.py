@@ -5,7 +5,7 @@ Per destination it enforces its own rate limit (at most rate + burst segments in
 429 beyond), draws latencies, failures, throttles and undelivered outcomes from a seeded generator, sends
 delivery receipts (delayed, sometimes twice) to a receipts URL, and reports what it received:
 `GET /stats` (per destination and second, 429s answered, duplicate idempotency keys) and `GET /received`
-(every accepted message with its arrival time).
+(every accepted message with its arrival time: seconds since start, `at`, and wall-clock, `wall`).
 
 Configuration (TOML, all optional; tools/simulator/config.py):
 
@@ -135,7 +135,7 @@ class Simulator:
             return web.json_response({"code": "throttled"}, status=429, headers={"Retry-After": "1"})
         self.keys[key] += 1
         self.per_second[destination][int(now)] += segments
-        self.received.append({**message, "at": now, "idempotency_key": key})
+        self.received.append({**message, "at": now, "wall": time.time(), "idempotency_key": key})
         provider_id = uuid.uuid4().hex
         if self.config.receipts_url:
             task = asyncio.create_task(self._receipts(provider_id))

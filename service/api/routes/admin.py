@@ -26,6 +26,8 @@ from service.model.configuration import (
     DestinationFields,
     Gateway,
     GatewayEntity,
+    Levels,
+    LevelsEntity,
     Limits,
     LimitsEntity,
     Retention,
@@ -151,6 +153,16 @@ async def put_limits(request: web.Request) -> web.Response:
     return bodies.respond(LimitsEntity.model_validate(await _run(request, lambda c: admin.put_limits(c, value))))
 
 
+async def get_levels(request: web.Request) -> web.Response:
+    return bodies.respond(LevelsEntity.model_validate(await _run(request, admin.levels)))
+
+
+async def put_levels(request: web.Request) -> web.Response:
+    require_admin(request)
+    value = (await bodies.read(request, Levels)).model_dump()
+    return bodies.respond(LevelsEntity.model_validate(await _run(request, lambda c: admin.put_levels(c, value))))
+
+
 async def put_routes(request: web.Request) -> web.Response:
     require_admin(request)
     values = (await bodies.read(request, Routes)).model_dump()["routes"]
@@ -235,6 +247,9 @@ ROUTES: list[Route] = [
     Route("PUT", "/v1/admin/limits", put_limits, "Per-tenant limits (scheduled_per_tenant)", "admin",
           {200: LimitsEntity}, (400, 401, 403, 413, 415), body=Limits),
     Route("GET", "/v1/admin/limits", get_limits, "Per-tenant limits", "admin", {200: LimitsEntity}, (401, 403)),
+    Route("PUT", "/v1/admin/levels", put_levels, "Levels of service (minimum_share of the lower levels)", "admin",
+          {200: LevelsEntity}, (400, 401, 403, 413, 415), body=Levels),
+    Route("GET", "/v1/admin/levels", get_levels, "Levels of service", "admin", {200: LevelsEntity}, (401, 403)),
     Route("PUT", "/v1/admin/retention", put_retention, "How long finished messages and their events are kept",
           "admin", {200: RetentionEntity}, (400, 401, 403, 413, 415), body=Retention),
     Route("GET", "/v1/admin/retention", get_retention, "How long finished messages and their events are kept",

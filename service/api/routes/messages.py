@@ -4,6 +4,7 @@ see one's own queues. A tenant only ever sees its own rows: every query is scope
 import asyncio
 import dataclasses
 import datetime as dt
+import secrets
 
 from aiohttp import web
 
@@ -51,13 +52,28 @@ def _count(request: web.Request, tenant: str, result: Submitted) -> None:
         request.app[METRICS].accepted.labels(tenant=tenant, destination=result.message["destination"]).inc()
 
 
-def _idempotency_key(request: web.Request) -> str | None:
+def _idempotency_key(request: web.Request) -> str:
+    """The request's Idempotency-Key, or a new one made up here: every submission carries a key, so a client
+    whose answer was lost (`outcome_unknown`, a cut connection) can send it again, or look it up, safely."""
     key = request.headers.get("Idempotency-Key")
-    if key is not None and (not key or len(key) > 255 or not key.isprintable() or not is_plain_text(key)):
+    if key is None:
+        return new_idempotency_key()
+    if not key or len(key) > 255 or not key.isprintable() or not is_plain_text(key):
         raise bodies.invalid(
             "Idempotency-Key", None, "the Idempotency-Key header must have 1 to 255 printable characters"
         )
     return key
+
+
+def new_idempotency_key() -> str:
+    """A key the server makes up for a submission without one (unguessable, so never a client's)."""
+    return "auto-" + secrets.token_urlsafe(18)
+
+
+def _shown(result: Submitted, key: str) -> Message:
+    """The message as answered, with the idempotency key it was submitted with."""
+    assert result.message is not None
+    return Message.model_validate({**result.message, "idempotency_key": key})
 
 
 async def send(request: web.Request) -> web.Response:
@@ -70,12 +86,22 @@ async def send(request: web.Request) -> web.Response:
     except FairlaneError as error:
         request.app[METRICS].rejected.labels(tenant=tenant.name, code=error.code).inc()
         raise
-    [result] = await request.app[SUBMITTER].submit(tenant.name, [submission])
+    try:
+        [result] = await request.app[SUBMITTER].submit(tenant.name, [submission])
+    except FairlaneError as error:
+        if error.code != "outcome_unknown":
+            raise
+        raise dataclasses.replace(
+            error,
+            message=f"{error.message}: send it again with Idempotency-Key {key!r}, "
+            "or look it up with GET /v1/messages?idempotency_key=",
+            details={**error.details, "idempotency_key": key},
+        ) from None
     _count(request, tenant.name, result)
     if result.error is not None:
         raise _api_field(result.error)
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return bodies.respond(Message.model_validate(result.message), 202, headers)
+    return bodies.respond(_shown(result, key), 202, headers)
 
 
 async def send_batch(request: web.Request) -> web.Response:
@@ -98,13 +124,26 @@ async def _send_batch(request: web.Request, tenant: Tenant) -> web.Response:
             await asyncio.sleep(0)  # a big batch's checks let other tenants' requests in meanwhile
         try:
             message = bodies.shape(BatchItem, item, f"messages[{index}]")
-            valid.append((index, message.submission(tenant.name, message.idempotency_key)))
+            key = new_idempotency_key() if message.idempotency_key is None else message.idempotency_key
+            valid.append((index, message.submission(tenant.name, key)))
         except FairlaneError as error:
             request.app[METRICS].rejected.labels(tenant=tenant.name, code=error.code).inc()
             results[index] = Refused(index=index, status=status_of(error.code), error=error_body(error))
     submissions = [submission for _, submission in valid]
-    submitted = await request.app[SUBMITTER].submit(tenant.name, submissions) if valid else []
-    for position, ((index, _), result) in enumerate(zip(valid, submitted, strict=True)):
+    try:
+        submitted = await request.app[SUBMITTER].submit(tenant.name, submissions) if valid else []
+    except FairlaneError as error:
+        if error.code != "outcome_unknown":
+            raise
+        # every item that reached the database is unknown; the others were refused here and are again
+        unknown = [{"index": index, "idempotency_key": submission["idempotency_key"]} for index, submission in valid]
+        raise dataclasses.replace(
+            error,
+            message=f"{error.message}: send the batch again with each item's idempotency_key as listed in "
+            "details.items, or look the items up with GET /v1/messages?idempotency_key=",
+            details={**error.details, "items": unknown},
+        ) from None
+    for position, ((index, submission), result) in enumerate(zip(valid, submitted, strict=True)):
         if position and position % 100 == 0:
             await asyncio.sleep(0)  # and so do its answers
         _count(request, tenant.name, result)
@@ -112,9 +151,8 @@ async def _send_batch(request: web.Request, tenant: Tenant) -> web.Response:
             error = _api_field(result.error, f"messages[{index}].")
             results[index] = Refused(index=index, status=status_of(error.code), error=error_body(error))
         else:
-            results[index] = Accepted(
-                index=index, status=202, replayed=result.replayed, message=Message.model_validate(result.message)
-            )
+            key = str(submission["idempotency_key"])
+            results[index] = Accepted(index=index, status=202, replayed=result.replayed, message=_shown(result, key))
     answered = [result for result in results if result is not None]
     accepted = sum(1 for result in answered if isinstance(result, Accepted))
     return bodies.respond(BatchResults(accepted=accepted, rejected=len(items) - accepted, results=answered))
@@ -139,7 +177,12 @@ async def get_message(request: web.Request) -> web.Response:
 
 async def list_messages(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    bodies.only(request.query, ("status", "destination", "page_size", "page_token"))
+    bodies.only(request.query, ("status", "destination", "page_size", "page_token", "idempotency_key"))
+    key = bodies.query_text(request, "idempotency_key", limit=255)
+    if key == "":
+        raise bodies.invalid("idempotency_key", key, "idempotency_key must have 1 to 255 characters")
+    if key is not None:
+        return await _by_idempotency_key(request, tenant, key)
     status = bodies.query_text(request, "status")
     if status is not None and status not in STATUSES:
         raise bodies.invalid("status", status, f"status must be one of {', '.join(STATUSES)}")
@@ -159,6 +202,18 @@ async def list_messages(request: web.Request) -> web.Response:
     more = len(page) > page_size
     shown = [Message.model_validate(message) for message in page[:page_size]]
     return bodies.respond(MessagePage(messages=shown, next_page_token=shown[-1].id if more else None))
+
+
+async def _by_idempotency_key(request: web.Request, tenant: Tenant, key: str) -> web.Response:
+    """The page holding the tenant's message submitted with `key` in the last 24 hours, or an empty page: what a
+    client whose submission ended in `outcome_unknown` (or whose connection broke) reads to learn its fate."""
+    for other in ("status", "destination", "page_size", "page_token"):
+        if other in request.query:
+            raise bodies.invalid(other, request.query[other][:100], f"{other} cannot be combined with idempotency_key")
+    async with request.app[POOL].acquire() as connection:
+        message = await messages.by_idempotency_key(connection, tenant.id, key)
+    shown = [Message.model_validate(message)] if message is not None else []
+    return bodies.respond(MessagePage(messages=shown, next_page_token=None))
 
 
 async def message_events(request: web.Request) -> web.Response:
@@ -226,7 +281,8 @@ ROUTES = [
                 "Idempotency-Key",
                 "header",
                 {"type": "string", "minLength": 1, "maxLength": 255},
-                "a repeat within 24 h answers the original message",
+                "a repeat within 24 h answers the original message; without one, the server makes one up and "
+                "answers it as the message's idempotency_key",
             ),
         ),
     ),
@@ -243,6 +299,13 @@ ROUTES = [
             Parameter("destination", "query", {"type": "string"}),
             Parameter("page_size", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
             Parameter("page_token", "query", {"type": "string"}),
+            Parameter(
+                "idempotency_key",
+                "query",
+                {"type": "string", "minLength": 1, "maxLength": 255},
+                "the message submitted with this key in the last 24 h (a page of one, or none); "
+                "not combined with the other parameters",
+            ),
         ),
     ),
     Route(

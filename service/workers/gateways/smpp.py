@@ -271,7 +271,7 @@ class Binds:
                     await with_retries(
                         self.pool,
                         lambda c, g=gateway_id, r=receipts: db_smpp.part_receipts(c, g, r),  # type: ignore[misc]
-                        one_statement=True,
+                        durable=True,  # answered to the carrier once kept: on disk first (docs/decisions/0019)
                     )
                 )
             except (*DATABASE_ERRORS, FairlaneError, AssertionError) as error:

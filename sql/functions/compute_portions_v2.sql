@@ -1,12 +1,14 @@
 -- Hierarchical weighted max-min fair shares (SPEC §2): the portion of every active queue of a destination
--- (queue_portions_v2's closed form when no sender cap binds):
+-- (queue_portions_v3's closed form when no sender cap binds):
 --   sets: absolute sets first get their rate (at most their demand cap, scaled down if together above R);
 --         weighted sets share the rest by weight (allocation weight, else the set's weight); capacity left
 --         over (every weighted set capped, or none active) goes to the absolute sets by their rates;
 --   tenants: a set's share by tenant weight; queues: a tenant's share equally over its active senders.
 -- At every level a claimant's cap is what its queues can use (the sum of sender rate caps; no cap when a
 -- sender has none), and what it cannot use goes to its siblings (weighted max-min, work-conserving).
-CREATE OR REPLACE FUNCTION fairlane.compute_portions_v1(destination bigint)
+-- Queues named in `leaving` (their sender's quota window is spent: refresh_portions_v2) count as inactive, so
+-- their share goes to the others: the tenant's other senders first, then the other tenants.
+CREATE OR REPLACE FUNCTION fairlane.compute_portions_v2(destination bigint, leaving bigint[])
 RETURNS TABLE (queue_id bigint, portion double precision)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -33,7 +35,7 @@ BEGIN
     -- Fast path, one query: when no sender cap binds, max-min is the closed-form hierarchical split.
     SELECT array_agg(p.queue_id), array_agg(p.portion), coalesce(bool_or(p.capped), false)
     INTO queue_ids, queue_shares, capped_any
-    FROM fairlane.queue_portions_v2(ARRAY[destination], '{}') p;
+    FROM fairlane.queue_portions_v3(ARRAY[destination], '{}', leaving) p;
     IF NOT capped_any THEN
         RETURN QUERY SELECT * FROM unnest(queue_ids, queue_shares);
         RETURN;
@@ -54,7 +56,7 @@ BEGIN
         JOIN fairlane.tenant_sets ts ON ts.id = t.tenant_set_id
         JOIN fairlane.senders s ON s.id = q.sender_id
         LEFT JOIN fairlane.allocations a ON a.destination_id = q.destination_id AND a.tenant_set_id = t.tenant_set_id
-        WHERE q.destination_id = destination AND q.queued_count > 0
+        WHERE q.destination_id = destination AND q.queued_count > 0 AND q.id <> ALL (leaving)
         GROUP BY t.tenant_set_id, a.rate, a.weight, ts.weight
     ) x;
     IF set_ids IS NULL THEN
@@ -93,7 +95,8 @@ BEGIN
             FROM fairlane.queues q
             JOIN fairlane.tenants t ON t.id = q.tenant_id
             JOIN fairlane.senders s ON s.id = q.sender_id
-            WHERE q.destination_id = destination AND q.queued_count > 0 AND t.tenant_set_id = set_row.id
+            WHERE q.destination_id = destination AND q.queued_count > 0 AND q.id <> ALL (leaving)
+              AND t.tenant_set_id = set_row.id
             GROUP BY q.tenant_id, t.weight
         ) x;
         tenant_shares := fairlane.water_fill_v1(set_row.share, tenant_weights, tenant_caps);
@@ -102,7 +105,8 @@ BEGIN
             INTO queue_ids, queue_caps
             FROM fairlane.queues q
             JOIN fairlane.senders s ON s.id = q.sender_id
-            WHERE q.destination_id = destination AND q.queued_count > 0 AND q.tenant_id = tenant_row.id;
+            WHERE q.destination_id = destination AND q.queued_count > 0 AND q.id <> ALL (leaving)
+              AND q.tenant_id = tenant_row.id;
             queue_shares := fairlane.water_fill_v1(
                 tenant_row.share, array_fill(1::double precision, ARRAY[array_length(queue_ids, 1)]), queue_caps);
             RETURN QUERY SELECT * FROM unnest(queue_ids, queue_shares);
