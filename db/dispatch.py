@@ -72,7 +72,12 @@ async def claim(connection: asyncpg.Connection, destination_id: int, limit: int,
     row = await connection.fetchrow(_Q["claim"], destination_id, limit, lease_seconds)
     assert row is not None
     messages = [Claimed(**dict(message)) for message in row["messages"] or ()]
-    return Claim(messages, row["ready_in"], row["took"], list(row["waits"]))
+    waits = list(row["waits"])
+    if len(waits) < len(messages):
+        # a message committed after the statement's snapshot but before the claim's own queries (which take
+        # snapshots of their own) is claimed yet unseen by the statement's join: ask again for all of them
+        waits = list(await connection.fetchval(_Q["waits"], [m.message_id for m in messages]))
+    return Claim(messages, row["ready_in"], row["took"], waits)
 
 
 async def complete(connection: asyncpg.Connection, claim_id: int, answers: Sequence[Answer], max_attempts: int) -> int:

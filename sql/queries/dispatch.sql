@@ -19,6 +19,11 @@ SELECT c.messages, greatest(extract(epoch FROM c.ready_at - clock_timestamp()), 
              FROM unnest(c.messages) cm JOIN fairlane.messages_live m ON m.id = cm.message_id) AS waits
 FROM fairlane.claim_v4($1, $2, $3) c
 
+-- name: waits
+-- The seconds messages $1 have waited since their acceptance (the claim's, when its own join missed one).
+SELECT ARRAY(SELECT extract(epoch FROM now() - m.created_at)::float8
+             FROM fairlane.messages_live m WHERE m.id = ANY($1::bigint[]))
+
 -- name: complete
 -- Record the gateway's answers for one claim.
 SELECT fairlane.complete_v1($1, $2, $3, $4, $5, $6, $7, $8)
